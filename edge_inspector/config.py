@@ -1,0 +1,166 @@
+"""The station's configuration: YAML, validated by pydantic, with ``--set dotted.key=value`` overrides.
+
+A bad config is a :class:`ConfigError` whose message names each key path and what is wrong; the CLI
+prints it and exits with status 2. Relative paths are relative to the config file's directory.
+Secrets are never in the file: fields of type SecretRef take ``env:NAME`` or ``file:PATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from edge_inspector.capture.demo import DemoSourceConfig
+from edge_inspector.capture.folder import FolderSourceConfig
+from edge_inspector.config_base import ConfigModel, ConfigPath
+from edge_inspector.errors import ConfigError
+from edge_inspector.judge.anomaly import AnomalyJudgeConfig
+from edge_inspector.outputs.images import RejectImagesConfig
+from edge_inspector.policy import PolicyConfig
+from edge_inspector.regions.variation import VariationConfig
+
+CaptureConfig = Annotated[FolderSourceConfig | DemoSourceConfig, Field(discriminator="kind")]
+RegionsConfig = Annotated[VariationConfig, Field(discriminator="kind")]
+JudgeConfig = Annotated[AnomalyJudgeConfig, Field(discriminator="kind")]
+
+
+class StationConfig(ConfigModel):
+    name: str = Field("station-1", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="The station's name: in logs, records and MQTT topics.")
+    data_dir: ConfigPath = Field(Path("/var/lib/edge-inspector"), description="Where the database "
+                                 "and the reject images live.")
+
+
+class StoreConfig(ConfigModel):
+    path: Path = Field(Path("inspections.db"), description="The SQLite database, relative to "
+                       "station.data_dir.")
+
+
+class PipelineConfig(ConfigModel):
+    queue_size: int = Field(8, ge=1, le=1024, description="Parts waiting for inspection at most.")
+    judge_grace_ms: float = Field(50.0, ge=0, description="How long past the deadline the daemon "
+                                  "waits for a judge before it gives the part up as a timeout.")
+
+
+class LoggingConfig(ConfigModel):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["json", "console"] = Field("json", description="json for journald and log "
+                                               "shippers, console for people.")
+
+
+class Config(ConfigModel):
+    station: StationConfig = Field(default_factory=StationConfig, description="The station.")
+    capture: CaptureConfig = Field(default_factory=DemoSourceConfig, description="Where frames come from.")
+    regions: RegionsConfig = Field(default_factory=VariationConfig, description="The first stage: "
+                                   "anomaly map and boxes.")
+    judge: JudgeConfig = Field(default_factory=AnomalyJudgeConfig, description="The judge.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="From verdict to decision.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The inspection loop.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="The SQLite store.")
+    images: RejectImagesConfig = Field(default_factory=RejectImagesConfig, description="Reject images.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def fill_default_kinds(cls, data: Any) -> Any:
+        """``regions`` and ``judge`` sections may leave out ``kind`` (the default model)."""
+        if isinstance(data, dict):
+            for section, kind in (("regions", "variation"), ("judge", "anomaly")):
+                if isinstance(data.get(section), dict) and "kind" not in data[section]:
+                    data = {**data, section: {"kind": kind, **data[section]}}
+        return data
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.station.data_dir) / self.store.path
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item}: {'.'.join(keys[:i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def _key_path(loc: tuple[Any, ...], data: Any) -> str:
+    """Dotted key path of a pydantic error location, without the union tags pydantic inserts."""
+    parts, node = [], data
+    for item in loc:
+        if isinstance(node, dict) and item not in node and item == node.get("kind"):
+            continue  # a discriminated union's tag, not a key of the input
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else (
+            node[item] if isinstance(node, list) and isinstance(item, int) and item < len(node) else None)
+    return ".".join(parts) or "(top level)"
+
+
+def format_errors(exc: ValidationError, data: Any, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; `edge-inspector config schema` lists the keys)"
+        lines.append(f"  {_key_path(tuple(err['loc']), data)}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load and validate a config file (or the defaults) with overrides. Raises ConfigError."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+        base_dir = path.resolve().parent
+    data = Config.fill_default_kinds(apply_overrides(data, overrides or []))
+    if isinstance(data.get("capture"), dict) and "kind" not in data["capture"]:
+        raise ConfigError(f"{source}: invalid configuration\n  capture.kind: required (which source: "
+                          "demo, folder, basler, opencv)")
+    try:
+        return Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, data, source)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()

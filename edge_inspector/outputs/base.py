@@ -1,0 +1,24 @@
+"""The outputs interface: where a decided inspection goes (PLC link, store, images, MQTT)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from edge_inspector.envelope import Inspection
+
+
+class Output(ABC):
+    """A sink for decided inspections. ``emit`` may raise: the dispatcher isolates each output, logs
+    the failure and goes on with the others, so one failing output never silences another."""
+
+    name: str = "output"
+
+    @abstractmethod
+    def emit(self, inspection: Inspection) -> None: ...
+
+    def health(self) -> dict[str, Any]:
+        return {"name": self.name, "state": "ok"}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release. Must be safe to call twice."""

@@ -1,0 +1,383 @@
+"""A seeded, deterministic generator of bare-PCB images and of the six classic PCB defects.
+
+A :class:`BoardDesign` is one product: traces, pads, vias and text laid out from a design seed. Each
+board made from it (:func:`make_board`) may carry defects (open, short, mousebite, spur, spurious
+copper, pin-hole) with ground-truth boxes, and passes through a simulated capture: sub-pixel shift and
+a small rotation, brightness gain and offset, optical blur, sensor noise, optionally binarisation (as
+in scanned AOI data sets), and JPEG compression.
+
+Ground-truth boxes follow the habit of human annotators: the changed pixels plus a margin, never
+smaller than a minimum size. Margins and minimum sizes vary per defect, so that a detector is not
+tuned to one convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+DEFECT_KINDS = ("open", "short", "mousebite", "spur", "spurious_copper", "pin_hole")
+
+COPPER = 1.0
+SUBSTRATE = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    p1: tuple[float, float]
+    p2: tuple[float, float]
+    width: int
+
+    @property
+    def length(self) -> float:
+        return float(np.hypot(self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]))
+
+    def point(self, t: float) -> np.ndarray:
+        return np.array(self.p1) + t * (np.array(self.p2) - np.array(self.p1))
+
+    def normal(self) -> np.ndarray:
+        d = np.array(self.p2) - np.array(self.p1)
+        d = d / max(np.linalg.norm(d), 1e-9)
+        return np.array([-d[1], d[0]])
+
+    def direction(self) -> np.ndarray:
+        d = np.array(self.p2) - np.array(self.p1)
+        return d / max(np.linalg.norm(d), 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class Defect:
+    kind: str
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive), annotation-style (with margin)
+
+
+@dataclass(slots=True)
+class Board:
+    image: np.ndarray  # uint8, HxW
+    defects: list[Defect] = field(default_factory=list)
+
+    @property
+    def defective(self) -> bool:
+        return bool(self.defects)
+
+
+class BoardDesign:
+    """One product's copper layout, generated from ``seed``."""
+
+    def __init__(self, seed: int, size: tuple[int, int] = (640, 640)) -> None:
+        self.seed = seed
+        self.width, self.height = size
+        rng = np.random.default_rng([seed, 0xB0A2D])
+        self.segments: list[Segment] = []
+        self.pads: list[tuple[tuple[int, int], int, bool]] = []  # centre, radius, square
+        self.vias: list[tuple[tuple[int, int], int]] = []
+        self.texts: list[tuple[str, tuple[int, int], float]] = []
+        self._layout(rng)
+        self._mask = self._render_mask()
+
+    def _layout(self, rng: np.random.Generator) -> None:
+        w, h = self.width, self.height
+        pitch = int(rng.integers(34, 46))
+        # Manhattan traces on a lattice of lanes, with occasional 45-degree jogs.
+        for horizontal in (True, False):
+            lanes = range(pitch, (h if horizontal else w) - pitch // 2, pitch)
+            for lane in lanes:
+                if rng.random() < 0.45:
+                    continue
+                span = w if horizontal else h
+                a = int(rng.integers(pitch // 2, span // 2))
+                b = int(rng.integers(a + span // 5, span - pitch // 2))
+                width = int(rng.integers(5, 12))
+                pts = self._route(rng, lane, a, b, horizontal, pitch)
+                for p, q in zip(pts, pts[1:], strict=False):
+                    self.segments.append(Segment(p, q, width))
+                for end in (pts[0], pts[-1]):
+                    self.pads.append(((int(end[0]), int(end[1])), int(rng.integers(9, 15)),
+                                      bool(rng.random() < 0.4)))
+        for _ in range(int(rng.integers(6, 14))):
+            seg = self.segments[int(rng.integers(len(self.segments)))]
+            c = seg.point(float(rng.uniform(0.2, 0.8)))
+            self.vias.append(((int(c[0]), int(c[1])), int(rng.integers(7, 10))))
+        labels = ["R", "C", "U", "J", "D", "Q", "TP"]
+        for _ in range(int(rng.integers(2, 5))):
+            text = f"{labels[int(rng.integers(len(labels)))]}{int(rng.integers(1, 99))}"
+            self.texts.append((text, (int(rng.integers(10, w - 90)), int(rng.integers(30, h - 10))),
+                               float(rng.uniform(0.7, 1.1))))
+
+    @staticmethod
+    def _route(rng: np.random.Generator, lane: int, a: int, b: int, horizontal: bool,
+               pitch: int) -> list[tuple[float, float]]:
+        def pt(along: float, across: float) -> tuple[float, float]:
+            return (along, across) if horizontal else (across, along)
+
+        pts = [pt(a, lane)]
+        if rng.random() < 0.5 and b - a > 3 * pitch:
+            # a jog of half a pitch: 45 degrees in, along, 45 degrees out
+            j0 = int(rng.integers(a + pitch, b - 2 * pitch))
+            off = pitch // 2 * (1 if rng.random() < 0.5 else -1)
+            pts += [pt(j0, lane), pt(j0 + abs(off), lane + off)]
+            pts += [pt(b, lane + off)]
+        else:
+            pts.append(pt(b, lane))
+        return pts
+
+    def _render_mask(self) -> np.ndarray:
+        """Copper coverage in [0, 1] at 4x supersampling, averaged down (anti-aliased edges)."""
+        s = 4
+        big = np.zeros((self.height * s, self.width * s), np.uint8)
+        for seg in self.segments:
+            p = (int(seg.p1[0] * s), int(seg.p1[1] * s))
+            q = (int(seg.p2[0] * s), int(seg.p2[1] * s))
+            cv2.line(big, p, q, 255, seg.width * s, cv2.LINE_8)
+            cv2.circle(big, p, seg.width * s // 2, 255, -1)
+            cv2.circle(big, q, seg.width * s // 2, 255, -1)
+        for (cx, cy), r, square in self.pads:
+            if square:
+                cv2.rectangle(big, ((cx - r) * s, (cy - r) * s), ((cx + r) * s, (cy + r) * s), 255, -1)
+            else:
+                cv2.circle(big, (cx * s, cy * s), r * s, 255, -1)
+            cv2.circle(big, (cx * s, cy * s), max(2, r // 3) * s, 0, -1)  # drill hole
+        for (cx, cy), r in self.vias:
+            cv2.circle(big, (cx * s, cy * s), r * s, 255, -1)
+            cv2.circle(big, (cx * s, cy * s), max(2, r // 2 - 1) * s, 0, -1)
+        for text, (x, y), scale in self.texts:
+            cv2.putText(big, text, (x * s, y * s), cv2.FONT_HERSHEY_SIMPLEX, scale * s, 255, 2 * s,
+                        cv2.LINE_8)
+        small = cv2.resize(big, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return small.astype(np.float32) / 255.0
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self._mask.copy()
+
+    def render(self) -> np.ndarray:
+        """The golden board: no defect, no capture jitter."""
+        return _to_gray(self._mask)
+
+
+def _to_gray(mask: np.ndarray, copper: float = 205.0, substrate: float = 45.0) -> np.ndarray:
+    return np.clip(substrate + (copper - substrate) * mask, 0, 255).astype(np.uint8)
+
+
+# --- defects -----------------------------------------------------------------------------------
+
+
+def _draw(mask: np.ndarray, value: float, draw) -> np.ndarray:
+    """Draw at 4x into a coverage layer and blend it into ``mask``; returns the changed-pixel mask."""
+    s = 4
+    h, w = mask.shape
+    layer = np.zeros((h * s, w * s), np.uint8)
+    draw(layer, s)
+    cover = cv2.resize(layer, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    before = mask.copy()
+    mask[:] = mask * (1 - cover) + value * cover
+    return np.abs(mask - before) > 0.25
+
+
+def _pick_segment(design: BoardDesign, rng: np.random.Generator, min_len: float = 30) -> Segment:
+    candidates = [s for s in design.segments if s.length >= min_len]
+    return candidates[int(rng.integers(len(candidates)))]
+
+
+def _ipt(p: np.ndarray, s: int) -> tuple[int, int]:
+    return int(round(p[0] * s)), int(round(p[1] * s))
+
+
+def _open(mask, design, rng):
+    seg = _pick_segment(design, rng, 40)
+    c = seg.point(float(rng.uniform(0.25, 0.75)))
+    gap = float(rng.uniform(3.0, 7.0))
+    d, n = seg.direction(), seg.normal()
+    half = seg.width / 2 + 2.0
+
+    def draw(layer, s):
+        pts = np.array([c - d * gap / 2 - n * half, c + d * gap / 2 - n * half,
+                        c + d * gap / 2 + n * half, c - d * gap / 2 + n * half]) * s
+        cv2.fillPoly(layer, [pts.round().astype(np.int32)], 255)
+
+    return _draw(mask, SUBSTRATE, draw)
+
+
+def _short(mask, design, rng):
+    for _ in range(200):
+        seg = _pick_segment(design, rng, 30)
+        c = seg.point(float(rng.uniform(0.2, 0.8)))
+        n = seg.normal() * (1 if rng.random() < 0.5 else -1)
+        start = c + n * (seg.width / 2 + 1)
+        for dist in range(3, 40):  # walk out of this trace until the next copper
+            q = start + n * dist
+            x, y = int(round(q[0])), int(round(q[1]))
+            if not (0 <= x < mask.shape[1] and 0 <= y < mask.shape[0]):
+                break
+            if mask[y, x] > 0.5:
+                if dist < 6:
+                    break
+                width = float(rng.uniform(2.0, 4.0))
+
+                def draw(layer, s, a=start - n, b=q + n, width=width):
+                    cv2.line(layer, _ipt(a, s), _ipt(b, s), 255, max(1, int(width * s)))
+
+                return _draw(mask, COPPER, draw)
+    raise RuntimeError("no place for a short on this design")
+
+
+def _mousebite(mask, design, rng):
+    seg = _pick_segment(design, rng, 30)
+    c = seg.point(float(rng.uniform(0.2, 0.8)))
+    n = seg.normal() * (1 if rng.random() < 0.5 else -1)
+    d = seg.direction()
+    r = float(rng.uniform(2.5, 4.0))
+    bites = int(rng.integers(1, 4))
+
+    def draw(layer, s):
+        for i in range(bites):
+            p = c + n * (seg.width / 2) + d * (i - (bites - 1) / 2) * r * 1.6
+            cv2.circle(layer, _ipt(p, s), int(r * s), 255, -1)
+
+    return _draw(mask, SUBSTRATE, draw)
+
+
+def _spur(mask, design, rng):
+    for _ in range(200):
+        seg = _pick_segment(design, rng, 30)
+        c = seg.point(float(rng.uniform(0.2, 0.8)))
+        n = seg.normal() * (1 if rng.random() < 0.5 else -1)
+        length = float(rng.uniform(5.0, 11.0))
+        tip = c + n * (seg.width / 2 + length) + seg.direction() * float(rng.uniform(-3, 3))
+        probe = c + n * (seg.width / 2 + length + 5)
+        x, y = int(round(probe[0])), int(round(probe[1]))
+        if not (5 <= x < mask.shape[1] - 5 and 5 <= y < mask.shape[0] - 5) or mask[y, x] > 0.2:
+            continue
+        width = float(rng.uniform(2.0, 3.5))
+
+        def draw(layer, s, a=c, b=tip, width=width):
+            cv2.line(layer, _ipt(a, s), _ipt(b, s), 255, max(1, int(width * s)))
+
+        return _draw(mask, COPPER, draw)
+    raise RuntimeError("no place for a spur on this design")
+
+
+def _spurious_copper(mask, design, rng):
+    free = cv2.distanceTransform((mask < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    ys, xs = np.nonzero(free > 12)
+    i = int(rng.integers(len(xs)))
+    c = np.array([xs[i], ys[i]], float)
+    axes = (float(rng.uniform(2.5, 6.0)), float(rng.uniform(2.0, 5.0)))
+    angle = float(rng.uniform(0, 180))
+
+    def draw(layer, s):
+        cv2.ellipse(layer, _ipt(c, s), (int(axes[0] * s), int(axes[1] * s)), angle, 0, 360, 255, -1)
+
+    return _draw(mask, COPPER, draw)
+
+
+def _pin_hole(mask, design, rng):
+    inner = cv2.distanceTransform((mask > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    r = float(rng.uniform(1.5, 3.0))
+    ys, xs = np.nonzero(inner > r + 2.5)
+    i = int(rng.integers(len(xs)))
+    c = np.array([xs[i], ys[i]], float)
+
+    def draw(layer, s):
+        cv2.circle(layer, _ipt(c, s), int(r * s), 255, -1)
+
+    return _draw(mask, SUBSTRATE, draw)
+
+
+_DEFECTS = {"open": _open, "short": _short, "mousebite": _mousebite, "spur": _spur,
+            "spurious_copper": _spurious_copper, "pin_hole": _pin_hole}
+
+
+def _annotation_box(changed: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(changed)
+    x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    margin = int(rng.integers(3, 9))
+    min_size = int(rng.integers(16, 29))
+    x1, y1, x2, y2 = x1 - margin, y1 - margin, x2 + margin, y2 + margin
+    for lo, hi in ((0, 2), (1, 3)):
+        box = [x1, y1, x2, y2]
+        grow = min_size - (box[hi] - box[lo])
+        if grow > 0:
+            box[lo] -= grow // 2
+            box[hi] += grow - grow // 2
+        x1, y1, x2, y2 = box
+    h, w = changed.shape
+    return max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+
+
+# --- capture ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """How a board is seen by the camera. ``jitter=False`` gives the golden image."""
+
+    shift_px: float = 2.5
+    rotation_deg: float = 0.15
+    gain: float = 0.12
+    offset: float = 12.0
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    noise_sigma: tuple[float, float] = (1.5, 5.0)
+    jpeg_quality: tuple[int, int] = (75, 95)
+    binarize_probability: float = 0.25
+
+
+def capture(mask: np.ndarray, rng: np.random.Generator, cap: Capture) -> tuple[np.ndarray, np.ndarray]:
+    """The captured image and the 2x3 affine that maps board coordinates to image coordinates."""
+    h, w = mask.shape
+    gray = _to_gray(mask).astype(np.float32)
+    dx, dy = rng.uniform(-cap.shift_px, cap.shift_px, 2)
+    angle = float(rng.uniform(-cap.rotation_deg, cap.rotation_deg))
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    m[:, 2] += (dx, dy)
+    gray = cv2.warpAffine(gray, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    gray = cv2.GaussianBlur(gray, (0, 0), float(rng.uniform(*cap.blur_sigma)))
+    gray = gray * (1 + rng.uniform(-cap.gain, cap.gain)) + rng.uniform(-cap.offset, cap.offset)
+    gray += rng.normal(0, float(rng.uniform(*cap.noise_sigma)), gray.shape).astype(np.float32)
+    if rng.random() < cap.binarize_probability:
+        level = float(np.mean(np.percentile(gray, [5, 95])))
+        gray = np.where(gray > level, 255.0, 0.0).astype(np.float32)
+    img = np.clip(gray, 0, 255).astype(np.uint8)
+    quality = int(rng.integers(cap.jpeg_quality[0], cap.jpeg_quality[1] + 1))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), m
+
+
+def _move_box(box: tuple[int, int, int, int], m: np.ndarray, shape: tuple[int, ...]):
+    x1, y1, x2, y2 = box
+    corners = np.array([[x1, y1, 1], [x2, y1, 1], [x1, y2, 1], [x2, y2, 1]], float) @ m.T
+    h, w = shape[:2]
+    return (max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min()))),
+            min(w, int(np.ceil(corners[:, 0].max()))), min(h, int(np.ceil(corners[:, 1].max()))))
+
+
+def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
+               jitter: Capture | None = Capture()) -> Board:
+    """A board of ``design``: ``defects`` is a count (kinds drawn at random) or a list of kinds."""
+    rng = np.random.default_rng([design.seed, seed, 0x5EED])
+    kinds = defects if isinstance(defects, list) else [
+        DEFECT_KINDS[int(i)] for i in rng.integers(0, len(DEFECT_KINDS), int(defects))]
+    mask = design.mask
+    truth: list[Defect] = []
+    occupied = np.zeros(mask.shape, np.uint8)
+    for kind in kinds:
+        for _ in range(20):  # keep defects apart, as separate annotations
+            trial = mask.copy()
+            changed = _DEFECTS[kind](trial, design, rng)
+            if not changed.any():
+                continue
+            box = _annotation_box(changed, rng)
+            x1, y1, x2, y2 = box
+            if occupied[max(0, y1 - 8):y2 + 8, max(0, x1 - 8):x2 + 8].any():
+                continue
+            mask[:] = trial
+            occupied[y1:y2, x1:x2] = 1
+            truth.append(Defect(kind, box))
+            break
+    if jitter is None:
+        return Board(image=_to_gray(mask), defects=truth)
+    image, m = capture(mask, rng, jitter)
+    return Board(image=image, defects=[Defect(d.kind, _move_box(d.box, m, image.shape)) for d in truth])

@@ -1,0 +1,53 @@
+"""Shared fixtures: a synthetic product (design 7) and a station config in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+
+from edge_inspector.synth.pcb import BoardDesign, make_board
+
+DESIGN_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def design() -> BoardDesign:
+    return BoardDesign(DESIGN_SEED)
+
+
+@pytest.fixture(scope="session")
+def product_dir(tmp_path_factory, design) -> Path:
+    """The product's reference and four known-good images, written once per session."""
+    root = tmp_path_factory.mktemp("product")
+    cv2.imwrite(str(root / "reference.png"), make_board(design, 0).image)
+    (root / "good").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(root / "good" / f"good-{i}.png"), make_board(design, 10_000_000 + i).image)
+    return root
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def station_config(tmp_path, product_dir):
+    """A function that writes a station config (demo source) with section overrides."""
+
+    def make(**sections) -> Path:
+        data = {
+            "station": {"name": "test", "data_dir": str(tmp_path / "data")},
+            "capture": {"kind": "demo", "design_seed": DESIGN_SEED, "seed": 5000, "defect_rate": 0.4},
+            "regions": {"kind": "variation", "reference": str(product_dir / "reference.png"),
+                        "good_images": str(product_dir / "good")},
+            "logging": {"level": "warning"},
+        }
+        for k, v in sections.items():
+            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+        return write_config(tmp_path / "station.yaml", data)
+
+    return make

@@ -1,0 +1,97 @@
+"""The command line as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from edge_inspector.synth.pcb import make_board
+
+
+def cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "edge_inspector", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_config_check_names_the_bad_key_and_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policy:\n  deadline_ms: soon\nregions:\n  tolerance: 3\n")
+    r = cli("config", "check", str(bad))
+    assert r.returncode == 2
+    assert "policy.deadline_ms: Input should be a valid number" in r.stderr
+    assert "regions.tolerance: unknown key" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_config_check_accepts_the_demo_config_and_overrides():
+    r = cli("config", "check", "configs/demo.yaml", "--set", "policy.deadline_ms=500", "--show")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["policy"]["deadline_ms"] == 500
+
+
+def test_bad_override_exits_2():
+    r = cli("config", "check", "configs/demo.yaml", "--set", "policy.deadline_ms=-1")
+    assert r.returncode == 2 and "policy.deadline_ms" in r.stderr
+
+
+def test_schema_is_json_with_descriptions():
+    r = cli("config", "schema")
+    schema = json.loads(r.stdout)
+    assert schema["$defs"]["PolicyConfig"]["properties"]["deadline_ms"]["description"]
+
+
+@pytest.fixture
+def boards(tmp_path, design):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), make_board(design, 0).image)
+    bad = make_board(design, 77, defects=["short", "open"])
+    cv2.imwrite(str(tmp_path / "bad.png"), bad.image)
+    cv2.imwrite(str(tmp_path / "good.jpg"), make_board(design, 78).image)
+    (tmp_path / "broken.jpg").write_bytes((tmp_path / "good.jpg").read_bytes()[:500])
+    (tmp_path / "empty.png").write_bytes(b"")
+    return tmp_path, bad
+
+
+def test_inspect_one_image_one_shot(boards):
+    root, bad = boards
+    r = cli("inspect", str(root / "bad.png"), "--reference", str(root / "ref.png"), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["decision"] == "REJECT" and len(out["regions"]) >= 2
+    assert {"id", "decision", "score", "regions", "timings_ms"} <= set(out)
+
+
+def test_inspect_manifest_one_line_per_input_in_order(boards):
+    root, _ = boards
+    lines = [{"id": "a", "image": "bad.png", "reference": "ref.png"},
+             {"id": "b", "image": "good.jpg", "reference": "ref.png"},
+             {"id": "c", "image": "broken.jpg", "reference": "ref.png"},
+             {"id": "d", "image": "empty.png", "reference": "ref.png"},
+             {"id": "e", "image": "missing.png", "reference": "ref.png"}]
+    manifest = root / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    r = cli("inspect", "--manifest", str(manifest), "--json")
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["a", "b", "c", "d", "e", "line-6"]
+    assert [o["decision"] for o in out] == ["REJECT", "PASS", "NO-READ", "NO-READ", "NO-READ", "NO-READ"]
+    assert "truncated JPEG" in out[2]["detail"] and "empty file" in out[3]["detail"]
+    assert all(o["reason"] == "unreadable_frame" for o in out[2:])
+
+
+def test_inspect_without_reference_or_config_explains(boards):
+    root, _ = boards
+    r = cli("inspect", str(root / "bad.png"))
+    assert r.returncode == 2 and "regions.reference" in r.stderr
+
+
+def test_status_after_a_run(station_config):
+    cfg = station_config()
+    assert cli("run", "--config", str(cfg), "--max-parts", "6").returncode == 0
+    r = cli("status", "--config", str(cfg), "--json")
+    status = json.loads(r.stdout)
+    assert status["totals"]["parts"] == 6 and len(status["last"]) == 6
+    human = cli("status", "--config", str(cfg), "-n", "3").stdout
+    assert "parts 6" in human and "last 3 decisions" in human

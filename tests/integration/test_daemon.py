@@ -1,0 +1,126 @@
+"""The daemon end to end on the demo product."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edge_inspector.config import load_config
+from edge_inspector.daemon import Station
+from edge_inspector.errors import JudgeError
+
+
+def rows(cfg):
+    conn = sqlite3.connect(cfg.db_path)
+    conn.row_factory = sqlite3.Row
+    out = [dict(r) for r in conn.execute("SELECT * FROM inspections ORDER BY id")]
+    conn.close()
+    return out
+
+
+def test_fifty_parts_one_decision_each_and_defects_rejected(station_config):
+    cfg = load_config(station_config())
+    station = Station.build(cfg)
+    truth = {}
+    original = station.source.frames
+
+    def recording(parts, stop):
+        for frame in original(parts, stop):
+            truth[frame.part_id] = frame.meta["truth"]
+            yield frame
+
+    station.source.frames = recording
+    assert station.run(max_parts=50, install_signals=False) == 0
+    got = rows(cfg)
+    assert len(got) == 50 == len({r["part_id"] for r in got}) == len(truth)
+    assert station.counters.triggers == station.counters.decisions == 50
+    defective = [r for r in got if truth[r["part_id"]]]
+    good = [r for r in got if not truth[r["part_id"]]]
+    assert defective and good
+    assert all(r["outcome"] == "REJECT" for r in defective)
+    assert all(r["outcome"] == "PASS" for r in good)
+    assert all(r["image_path"] and os.path.exists(r["image_path"]) for r in defective)
+    assert all(r["config_hash"] == cfg.fingerprint() for r in got)
+
+
+def test_a_judge_that_raises_gives_no_reads_not_silence(station_config):
+    cfg = load_config(station_config())
+    station = Station.build(cfg)
+
+    def broken(frame, regions, deadline):
+        raise JudgeError("GPU fell off the bus")
+
+    station.inspector.judge.judge.judge = broken
+    station.run(max_parts=5, install_signals=False)
+    got = rows(cfg)
+    assert [(r["outcome"], r["reason"], r["action"]) for r in got] == [("NO-READ", "judge_error", "REJECT")] * 5
+
+
+def test_drop_oldest_turns_overflow_into_no_reads(station_config):
+    cfg = load_config(station_config(pipeline={"queue_size": 1}, capture={"buffer": "drop_oldest"}))
+    station = Station.build(cfg)
+    slow = station.inspector.regions.find
+
+    def slow_find(frame):
+        time.sleep(0.05)
+        return slow(frame)
+
+    station.inspector.regions.find = slow_find
+    station.run(max_parts=12, install_signals=False)
+    got = rows(cfg)
+    assert len(got) == 12 == station.counters.decisions
+    overflow = [r for r in got if r["reason"] == "queue_overflow"]
+    assert overflow and len(overflow) == station.counters.overflow
+    assert all(r["outcome"] == "NO-READ" and r["action"] == "REJECT" for r in overflow)
+
+
+def test_sigterm_finishes_the_parts_in_flight_and_exits_zero(station_config, tmp_path):
+    cfg_path = station_config(capture={"interval_ms": 30})
+    proc = subprocess.Popen([sys.executable, "-m", "edge_inspector", "run", "--config", str(cfg_path),
+                             "--set", "logging.format=json", "--set", "logging.level=info"],
+                            stderr=subprocess.PIPE, text=True)
+    db = load_config(cfg_path).db_path
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as c:
+                    if c.execute("SELECT COUNT(*) FROM inspections").fetchone()[0] >= 5:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    stopped = [e for e in events if e["event"] == "station_stopped"][-1]
+    with sqlite3.connect(db) as c:
+        n = c.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+    assert stopped["triggers"] == stopped["decisions"] == n >= 5
+    assert any(e["event"] == "stopping" and e["why"] == "SIGTERM" for e in events)
+
+
+def test_startup_without_the_reference_is_a_clear_error(station_config, tmp_path):
+    cfg_path = station_config(regions={"reference": str(tmp_path / "missing.png")})
+    proc = subprocess.run([sys.executable, "-m", "edge_inspector", "run", "--config", str(cfg_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "reference image" in proc.stderr and "missing.png" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_threads():
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    yield
+    time.sleep(0.05)
+    leftover = {t.name for t in threading.enumerate() if t.is_alive()} - before - {"judge"}
+    assert not (leftover & {"capture", "worker"}), leftover

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from edge_inspector.capture.base import PartFactory
+from edge_inspector.regions.boxes import BoxParams, pad_box
+from edge_inspector.regions.variation import VariationConfig, VariationFinder, VariationModel
+from edge_inspector.synth.pcb import make_board
+
+
+def iou(a, b):
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def one_shot(design):
+    return VariationModel(VariationConfig(), [make_board(design, 0).image])
+
+
+def test_a_jittered_good_board_has_no_box(one_shot, design):
+    for seed in (21, 22, 23):
+        r = one_shot.find(make_board(design, seed).image)
+        assert r.boxes == () and r.score < 1.0
+
+
+def test_each_defect_is_boxed(one_shot, design):
+    board = make_board(design, 31, defects=["open", "short", "spurious_copper"])
+    r = one_shot.find(board.image)
+    assert r.score >= 1.0
+    for d in board.defects:
+        assert max(iou(d.box, b.as_list()) for b in r.boxes) > 0.33, d.kind
+
+
+def test_the_map_and_the_registration_come_with_the_regions(one_shot, design):
+    board = make_board(design, 32, defects=["pin_hole"])
+    r = one_shot.find(board.image)
+    assert r.anomaly_map.shape == board.image.shape
+    assert r.summary.max == pytest.approx(r.score) and r.summary.area_over_px > 0
+    assert set(r.registration) >= {"dx", "dy", "angle_deg"}
+
+
+def test_a_large_shift_is_registered(one_shot, design):
+    board = make_board(design, 24).image
+    base = one_shot.find(board).registration
+    r = one_shot.find(np.roll(board, (9, -12), axis=(0, 1)))
+    assert r.registration["dx"] == pytest.approx(base["dx"] - 12, abs=0.3)
+    assert r.registration["dy"] == pytest.approx(base["dy"] + 9, abs=0.3)
+    # only the rolled-in border may light up, never the board
+    assert all(b.x2 > 600 or b.y1 < 20 for b in r.boxes)
+
+
+def test_known_good_samples_learn_the_spread(design, product_dir):
+    finder = VariationFinder(VariationConfig(reference=product_dir / "reference.png",
+                                             good_images=product_dir / "good"))
+    assert finder.model.samples == 5
+    frame = PartFactory(1.0).trigger("cam").frame(make_board(design, 25).image)
+    assert finder.find(frame).boxes == ()
+
+
+def test_a_frame_of_another_size_is_an_error(one_shot):
+    with pytest.raises(ValueError, match="the frame is 100x80, the reference is 640x640"):
+        one_shot.find(np.zeros((80, 100), np.uint8))
+
+
+def test_per_part_reference_is_one_shot(design):
+    finder = VariationFinder(VariationConfig(), images=[])
+    trig = PartFactory(1.0).trigger("cam")
+    board = make_board(design, 33, defects=["short"])
+    r = finder.find(trig.frame(board.image, reference=make_board(design, 0).image))
+    assert r.boxes
+    with pytest.raises(ValueError, match="no reference"):
+        finder.find(trig.frame(board.image))
+
+
+def test_pad_box_keeps_size_at_the_border():
+    assert pad_box((0, 0, 4, 4), margin=2, min_size=24, width=640, height=480) == (0, 0, 24, 24)
+    assert pad_box((636, 470, 640, 480), margin=2, min_size=24, width=640, height=480) == (616, 456, 640, 480)
+    assert pad_box((100, 100, 160, 110), margin=5, min_size=24, width=640, height=480) == (95, 93, 165, 117)
+
+
+def test_many_small_anomalies_are_capped(design):
+    cfg = VariationConfig(boxes=BoxParams(max_boxes=5, min_area_px=1))
+    model = VariationModel(cfg, [make_board(design, 0).image])
+    noisy = make_board(design, 26).image.copy()
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(20, 620, 400), rng.integers(20, 620, 400)
+    for y, x in zip(ys, xs, strict=True):
+        noisy[y:y + 3, x:x + 3] = 255 - noisy[y, x]
+    r = model.find(noisy)
+    assert len(r.boxes) == 5
+    assert [b.score for b in r.boxes] == sorted((b.score for b in r.boxes), reverse=True)

@@ -1,0 +1,97 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge_inspector.capture.base import PartFactory
+from edge_inspector.envelope import MapSummary, Outcome, Reason, Regions, Verdict
+from edge_inspector.errors import JudgeError
+from edge_inspector.judge.base import Judge
+from edge_inspector.pipeline import Inspector
+from edge_inspector.policy import Policy, PolicyConfig
+from edge_inspector.regions.base import RegionFinder
+
+
+class FixedRegions(RegionFinder):
+    fingerprint = "fixed"
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def find(self, frame):
+        if self.fail:
+            raise RuntimeError("registration exploded")
+        return Regions(score=0.1, boxes=(), summary=MapSummary(0.1, 0, 0, 0), model="fixed")
+
+
+class ScriptedJudge(Judge):
+    fingerprint = "scripted"
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.release = threading.Event()
+
+    def judge(self, frame, regions, deadline_mono):
+        if self.behaviour == "raise":
+            raise JudgeError("model crashed")
+        if self.behaviour == "hang":
+            self.release.wait(10)
+        return Verdict(defective=False, p_defective=0.1, confidence=0.9, decided_by="vlm", model="s")
+
+
+def frame(deadline_s=0.3, image=True):
+    img = np.zeros((8, 8), np.uint8) if image else None
+    return PartFactory(deadline_s).trigger("cam").frame(img, error=None if image else "unreadable: x")
+
+
+def make(judge, regions=None):
+    return Inspector(regions or FixedRegions(), judge, Policy(PolicyConfig()), grace_s=0.01)
+
+
+def test_a_good_part_passes_with_stage_timings():
+    ins = make(ScriptedJudge("ok")).inspect(frame())
+    assert ins.decision.outcome is Outcome.PASS
+    assert {"queue", "regions", "judge", "policy", "total"} <= set(ins.decision.timings_ms)
+
+
+def test_an_unreadable_frame_is_a_no_read():
+    d = make(ScriptedJudge("ok")).inspect(frame(image=False)).decision
+    assert (d.outcome, d.reason) == (Outcome.NO_READ, Reason.UNREADABLE)
+    assert "unreadable: x" in d.detail
+
+
+def test_a_judge_that_raises_is_a_judge_error():
+    ins = make(ScriptedJudge("raise")).inspect(frame())
+    assert (ins.decision.outcome, ins.decision.reason) == (Outcome.NO_READ, Reason.JUDGE_ERROR)
+    assert ins.regions is not None and "model crashed" in ins.decision.detail
+
+
+def test_a_regions_failure_is_a_no_read():
+    d = make(ScriptedJudge("ok"), FixedRegions(fail=True)).inspect(frame()).decision
+    assert (d.outcome, d.reason) == (Outcome.NO_READ, Reason.REGIONS_ERROR)
+
+
+def test_a_hung_judge_times_out_at_the_deadline_and_the_next_part_fails_fast():
+    judge = ScriptedJudge("hang")
+    inspector = make(judge)
+    t = time.monotonic()
+    d1 = inspector.inspect(frame(deadline_s=0.2)).decision
+    assert (d1.outcome, d1.reason) == (Outcome.NO_READ, Reason.TIMEOUT)
+    assert time.monotonic() - t < 1.0
+    d2 = inspector.inspect(frame(deadline_s=5.0)).decision
+    assert d2.reason is Reason.TIMEOUT and "still busy" in d2.detail
+    judge.release.set()
+    for _ in range(100):
+        if inspector.judge.busy_for_s == 0:
+            break
+        time.sleep(0.01)
+    judge.behaviour = "ok"
+    assert inspector.inspect(frame(deadline_s=5.0)).decision.outcome is Outcome.PASS
+
+
+@pytest.mark.parametrize("behaviour", ["ok", "raise"])
+def test_every_path_gives_exactly_one_decision_for_the_part(behaviour):
+    f = frame()
+    ins = make(ScriptedJudge(behaviour)).inspect(f)
+    assert ins.decision.part_id == f.part_id

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install, from Debian's packages, what the tests need and the machine lacks. Idempotent: installs
+# nothing when everything is there. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+  # the real parts the tests drive; each issue that adds a real part adds its packages here
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing Debian packages: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
