@@ -36,6 +36,19 @@ log = structlog.get_logger(__name__)
 _END = object()
 
 
+class Service:
+    """Something that runs beside the inspection loop for the station's lifetime (the control
+    socket, the MQTT publisher, the systemd notifier...). ``start`` must not block."""
+
+    name = "service"
+
+    def start(self, station: Station) -> None:  # noqa: B027 - optional hook
+        """Called once the source is open, before the first trigger."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Called after the last decision was emitted and the outputs were closed."""
+
+
 @dataclass
 class Counters:
     triggers: int = 0
@@ -47,11 +60,14 @@ class Counters:
 class Station:
     """The running station: wires the stages together and runs the two threads."""
 
-    def __init__(self, cfg: Config, source: Source, inspector: Inspector, outputs: Outputs) -> None:
+    def __init__(self, cfg: Config, source: Source, inspector: Inspector, outputs: Outputs,
+                 services: list[Service] | None = None) -> None:
         self.cfg = cfg
         self.source = source
         self.inspector = inspector
         self.outputs = outputs
+        self.services = services or []
+        self.last_progress_mono = time.monotonic()  # the worker's last sign of life (watchdog)
         self.parts = PartFactory(cfg.policy.deadline_ms / 1000)
         self.queue: queue.Queue = queue.Queue(maxsize=cfg.pipeline.queue_size)
         self.overflow: collections.deque[Frame] = collections.deque()
@@ -122,6 +138,7 @@ class Station:
         inspection = self.inspector.inspect(frame)
         self.outputs.emit(inspection)
         self._count(inspection)
+        self.last_progress_mono = time.monotonic()
 
     def _count(self, inspection: Inspection) -> None:
         d = inspection.decision
@@ -140,6 +157,8 @@ class Station:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
         self.source.open()
+        for service in self.services:
+            service.start(self)
         log.info("station_started", station=self.cfg.station.name, source=self.source.name,
                  model=self.inspector.model_hash, config=self.cfg.fingerprint())
         capture = threading.Thread(target=self._capture, args=(max_parts,), name="capture", daemon=True)
@@ -155,6 +174,11 @@ class Station:
             self.source.close()
             self.inspector.close()
             self.outputs.close()
+            for service in reversed(self.services):
+                try:
+                    service.stop()
+                except Exception as exc:  # noqa: BLE001 - stopping must go on
+                    log.error("service_stop_failed", service=service.name, error=str(exc))
         log.info("station_stopped", triggers=self.counters.triggers, decisions=self.counters.decisions,
                  **{k.lower().replace("-", "_"): v for k, v in self.counters.outcomes.items()})
         return 0
