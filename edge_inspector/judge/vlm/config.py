@@ -1,0 +1,61 @@
+"""The VLM judge's configuration (``judge.kind: vlm``). Importing this module imports no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from edge_inspector.config_base import ConfigModel, ConfigPath
+
+
+class CascadeConfig(ConfigModel):
+    enabled: bool = Field(True, title="Cascade", description=(
+        "Pass a part without calling the VLM when the regions stage's anomaly score is below the "
+        "calibrated pass threshold (the recipe's calibration, or pass_below)."))
+    pass_below: float | None = Field(None, title="Pass below", description=(
+        "Anomaly score under which a part passes without the VLM. Overrides the recipe's calibrated "
+        "value; with neither, every part goes to the VLM."))
+    p_defective: float = Field(0.01, ge=0.0, le=1.0, title="P(defective) of a cascade pass", description=(
+        "The P(defective) recorded for a part the cascade passed, when the recipe's calibration has no "
+        "measured value."))
+
+
+class VlmJudgeConfig(ConfigModel):
+    kind: Literal["vlm"] = Field("vlm", description="Selects the VLM judge (Qwen2.5-VL / Qwen3-VL).")
+    model_dir: ConfigPath = Field(..., title="Model directory", description=(
+        "A local Qwen2.5-VL or Qwen3-VL checkpoint directory (full precision or AWQ 4-bit). Nothing is "
+        "fetched from a hub."))
+    recipe: ConfigPath = Field(Path("configs/recipes/pcb.yaml"), description=(
+        "The product recipe (YAML): part description, defect taxonomy, rules, reference images, "
+        "calibration."))
+    votes: int = Field(5, ge=0, le=16, description=(
+        "Sampled answers per part (self-consistency), generated in one batch that shares the prompt's "
+        "prefill. 0: no sampling, the verdict rests on P(defective) from the logits alone."))
+    temperature: float = Field(0.7, gt=0.0, le=2.0, description="Sampling temperature of the votes.")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass of the votes.")
+    max_new_tokens: int = Field(48, ge=4, le=512, description="Most tokens per answer.")
+    seed: int | None = Field(None, description="Sampling seed (reproducible votes); None: random.")
+    min_valid_fraction: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "Fewer parseable answers than this fraction of the votes is a judge error (fail-safe), never "
+        "a pass."))
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description=(
+        "Where the model runs. auto: the GPU when there is one."))
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description=(
+        "Activation dtype. auto: bfloat16 (float16 where unsupported) on a GPU, float32 on a CPU; AWQ "
+        "checkpoints need bfloat16 or float16."))
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="The attention kernel transformers uses.")
+    prefix_cache: bool = Field(True, description=(
+        "Compute the fixed part of the prompt (instructions, recipe, reference images) once and reuse "
+        "its key/value cache for every part; recomputed when the recipe changes."))
+    frame_max_pixels: int = Field(1024 * 1024, ge=3136, description=(
+        "The frame is resized (aspect kept) to at most this many pixels before the vision tower."))
+    crop_max_pixels: int = Field(448 * 448, ge=3136, description="Likewise for each zoomed region crop.")
+    reference_max_pixels: int = Field(1024 * 1024, ge=3136, description="Likewise for reference images.")
+    max_regions: int = Field(4, ge=0, le=16, description="Most region crops shown to the model per part.")
+    deadline_margin_ms: float = Field(5.0, ge=0.0, description=(
+        "Generation stops (timeout) when the next step is expected to end less than this before the "
+        "part's deadline."))
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig, description="The regions-score cascade.")

@@ -1,0 +1,98 @@
+"""The judge's prompt, built from a product recipe (no torch here).
+
+The layout follows the one-shot + domain-knowledge setting of the MMAD benchmark: the model sees the
+recipe's knowledge (part, defect taxonomy with descriptions, rules), a known-good reference, the frame
+and the zoomed crops of the suspicious regions, each labelled, and answers in a fixed form.
+
+A prompt is split into a *prefix*, identical for every part of a recipe (instructions, recipe,
+reference images), whose key/value cache the engine computes once, and a per-part *suffix*. Both are
+sequences of text and images in Qwen's chat format; the engine expands each image into its vision
+tokens. The assistant's answer is pre-filled with ``ANSWER_PREFIX`` so that the first generated token
+is the decision (yes/no), whose probability is P(defective).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_inspector.envelope import Box
+from edge_inspector.recipe import Recipe
+
+ANSWER_PREFIX = "defective:"
+YES_WORDS = ("yes", "Yes", "YES")  # the decision tokens counted for P(defective)
+NO_WORDS = ("no", "No", "NO")
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image in the prompt. ``role`` picks the size limit: reference, frame or crop."""
+
+    image: np.ndarray  # uint8, HxW grey or HxWx3 BGR (as OpenCV reads it)
+    role: str
+
+
+Segment = str | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    prefix: tuple[Segment, ...]  # the same for every part of the recipe: cached
+    suffix: tuple[Segment, ...]  # this part: frame, crops, question, the answer's start
+    n_regions: int
+
+
+def system_text(recipe: Recipe) -> str:
+    names = ", ".join(recipe.defect_names)
+    lines = [
+        "You are the visual inspection system of a production line. You judge one part at a time.",
+        f"Product: {recipe.product}.",
+    ]
+    if recipe.description:
+        lines.append(recipe.description.strip())
+    lines.append("Defect types:")
+    lines += [f"- {d.name}: {d.description}" for d in recipe.defects]
+    if recipe.rules:
+        lines.append("Rules:")
+        lines += [f"- {r}" for r in recipe.rules]
+    lines += [
+        "Answer in exactly this form, four lines, nothing else:",
+        "defective: yes or no",
+        f"defect_type: one of {names}, or none",
+        "region: the number of the region that shows the defect, or none",
+        "description: one short sentence",
+    ]
+    return "\n".join(lines)
+
+
+def _region_label(i: int, box: Box | None) -> str:
+    if box is None:
+        return f"\nRegion {i} (zoomed):"
+    return (f"\nRegion {i} (zoomed; box x1={box.x1} y1={box.y1} x2={box.x2} y2={box.y2}, "
+            f"anomaly score {box.score:.2f}):")
+
+
+def build_prompt(recipe: Recipe, frame: np.ndarray, crops: Sequence[np.ndarray] = (),
+                 boxes: Sequence[Box] = (), references: Sequence[np.ndarray] = (),
+                 part_reference: np.ndarray | None = None) -> Prompt:
+    """The prompt for one part. ``references`` are the recipe's (in the cached prefix);
+    ``part_reference``, when given, replaces them for this part and goes into the suffix."""
+    prefix: list[Segment] = [f"<|im_start|>system\n{system_text(recipe)}<|im_end|>\n<|im_start|>user\n"]
+    suffix: list[Segment] = []
+    refs = [part_reference] if part_reference is not None else list(references)
+    target = suffix if part_reference is not None else prefix
+    if refs:
+        target.append("Known-good reference image of this product:")
+        target += [ImagePart(r, "reference") for r in refs]
+    suffix += ["\nFrame under inspection:", ImagePart(frame, "frame")]
+    for i, crop in enumerate(crops, start=1):
+        suffix += [_region_label(i, boxes[i - 1] if i - 1 < len(boxes) else None), ImagePart(crop, "crop")]
+    question = "\nIs the part in the frame defective?"
+    if refs:
+        question += " Compare it with the reference."
+    if crops:
+        question += " The regions are the places that differ most from known-good parts."
+    suffix.append(f"{question}<|im_end|>\n<|im_start|>assistant\n{ANSWER_PREFIX}")
+    return Prompt(prefix=tuple(prefix), suffix=tuple(suffix), n_regions=len(crops))
