@@ -25,8 +25,24 @@ class RejectImagesConfig(ConfigModel):
     prune_every: int = Field(50, ge=1, description="Prune after this many saved images.")
 
 
+def heat_overlay(out: np.ndarray, anomaly_map: np.ndarray, threshold: float = 1.0) -> np.ndarray:
+    """Blend the anomaly map (in tolerance units) over a BGR image as a heat map: transparent where
+    the map is under half the threshold, red at twice the threshold and above."""
+    a = anomaly_map
+    if a is None or a.ndim != 2 or a.size == 0:
+        return out
+    if a.shape != out.shape[:2]:
+        a = cv2.resize(a.astype(np.float32), (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
+    level = np.clip(np.nan_to_num(a.astype(np.float32)) / (2.0 * threshold), 0.0, 1.0)
+    heat = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = (np.clip((level - 0.25) / 0.25, 0.0, 1.0) * 0.45)[:, :, None]
+    return (out * (1.0 - alpha) + heat * alpha).astype(np.uint8)
+
+
 def overlay(image: np.ndarray, inspection: Inspection) -> np.ndarray:
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    if inspection.regions is not None and inspection.regions.anomaly_map is not None:
+        out = heat_overlay(out, inspection.regions.anomaly_map)
     if inspection.regions:
         for i, b in enumerate(inspection.regions.boxes):
             cv2.rectangle(out, (b.x1, b.y1), (b.x2 - 1, b.y2 - 1), (0, 0, 255), 2)

@@ -20,16 +20,17 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from edge_inspector.config_base import ConfigModel, ConfigPath
+from edge_inspector.config_base import ConfigPath
 from edge_inspector.envelope import Frame, Regions
 from edge_inspector.errors import StartupError
 from edge_inspector.imageio import IMAGE_SUFFIXES, read_image, to_gray
 from edge_inspector.regions.base import RegionFinder
 from edge_inspector.regions.boxes import BoxParams, boxes_from_map, summarize
+from edge_inspector.regions.refine import RefineFields
 from edge_inspector.regions.registration import Method, Registrar, align, box_to_frame, to_frame
 
 
-class VariationConfig(ConfigModel):
+class VariationConfig(RefineFields):
     kind: Literal["variation"] = Field("variation", description="The variation model (aligned parts).")
     reference: ConfigPath | None = Field(
         None, description="The reference image every frame is registered to. Without it, every "

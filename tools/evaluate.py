@@ -1,0 +1,339 @@
+"""Evaluate regions + judge + policy on a labelled recording, or the VLM on an MMAD-format set.
+
+    python tools/evaluate.py --manifest rec.jsonl [--config station.yaml] [--set k=v] [--out DIR]
+    python tools/evaluate.py --mmad mmad.json --model-dir DIR [--shots 1] [--limit N] [--out DIR]
+
+A labelled manifest is the ``inspect`` manifest (JSON lines, paths relative to the manifest) with
+``"label": "good" | "defective"`` and the ground truth as ``"boxes": [[x1, y1, x2, y2], ...]`` and/or
+``"polygons": [[[x, y], ...], ...]``. Printed: image-level accuracy, overkill (good parts rejected)
+and miss (defective parts passed) rates, box recall and precision at IoU > 0.33, the cascade's skip
+rate (parts decided without the VLM). Written: DIR/report.json and DIR/worst.png (the worst misses
+and false alarms with ground truth in green and boxes in red).
+
+MMAD (mmad.json: per image, multiple-choice questions with options and answers, and one-shot
+templates) is scored as MMAD scores it: per data set and question type (Object Structure and Object
+Details count as Object Analysis), anomaly discrimination as the mean of the accuracies on normal and
+anomalous images, the other types as accuracy; answers that name no option are left out, as MMAD
+does, and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def truth_boxes(item: dict[str, Any]) -> list[list[float]]:
+    boxes = [list(map(float, b)) for b in item.get("boxes") or []]
+    for poly in item.get("polygons") or []:
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        boxes.append([min(xs), min(ys), max(xs), max(ys)])
+    return boxes
+
+
+def is_defective(item: dict[str, Any]) -> bool | None:
+    label = item.get("label", item.get("defective"))
+    if isinstance(label, bool):
+        return label
+    if isinstance(label, str) and label.lower() in ("good", "ok", "pass", "normal", "defective", "ng", "bad",
+                                                    "defect", "reject", "anomalous"):
+        return label.lower() not in ("good", "ok", "pass", "normal")
+    return True if truth_boxes(item) else None
+
+
+def score_parts(items: list[dict], results: list[dict], iou_min: float = 0.33) -> dict[str, Any]:
+    """The recording's figures from labelled items and the station's results (same order)."""
+    n = good = bad = correct = overkill = miss = no_read = judged = skipped = 0
+    gt_total = gt_hit = pred_total = pred_hit = 0
+    for item, r in zip(items, results):
+        truth = is_defective(item)
+        if truth is None:
+            continue
+        n += 1
+        rejected = r["action"] == "REJECT"
+        no_read += r["decision"] == "NO-READ"
+        good += not truth
+        bad += truth
+        correct += rejected == truth
+        overkill += rejected and not truth
+        miss += truth and not rejected
+        if r.get("decided_by"):
+            judged += 1
+            skipped += r["decided_by"] == "regions"
+        gts = truth_boxes(item)
+        preds = [b["box"] for b in r.get("regions") or []]
+        gt_total += len(gts)
+        gt_hit += sum(any(iou(g, p) > iou_min for p in preds) for g in gts)
+        if gts or not truth:  # a defective part without drawn regions says nothing of its boxes
+            pred_total += len(preds)
+            pred_hit += sum(any(iou(g, p) > iou_min for g in gts) for p in preds)
+
+    def ratio(a: int, b: int) -> float | None:
+        return round(a / b, 4) if b else None
+
+    return {"parts": n, "good": good, "defective": bad, "accuracy": ratio(correct, n),
+            "overkill_rate": ratio(overkill, good), "miss_rate": ratio(miss, bad), "no_reads": no_read,
+            "box_recall": ratio(gt_hit, gt_total), "box_precision": ratio(pred_hit, pred_total),
+            "gt_regions": gt_total, "boxes": pred_total, "iou_min": iou_min,
+            "cascade_skip_rate": ratio(skipped, judged)}
+
+
+def worst(items: list[dict], results: list[dict], k: int) -> tuple[list[int], list[int]]:
+    """The indices of the k worst misses (lowest score first) and false alarms (highest first)."""
+    misses = [i for i, (it, r) in enumerate(zip(items, results))
+              if is_defective(it) is True and r["action"] != "REJECT"]
+    alarms = [i for i, (it, r) in enumerate(zip(items, results))
+              if is_defective(it) is False and r["action"] == "REJECT"]
+    key = lambda i: results[i]["score"] if results[i]["score"] is not None else -math.inf  # noqa: E731
+    return sorted(misses, key=key)[:k], sorted(alarms, key=key, reverse=True)[:k]
+
+
+def write_grid(path: Path, items: list[dict], results: list[dict], misses: list[int], alarms: list[int],
+               tile: int = 320) -> bool:
+    import cv2
+    import numpy as np
+
+    from edge_inspector.imageio import load_image
+
+    tiles = []
+    for kind, idx in (("MISS", misses), ("FALSE ALARM", alarms)):
+        for i in idx:
+            try:
+                img = load_image(items[i]["image"])
+            except ValueError:
+                continue
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
+            for poly in items[i].get("polygons") or []:
+                cv2.polylines(img, [np.round(np.array(poly)).astype(np.int32)], True, (0, 255, 0), 2)
+            for b in items[i].get("boxes") or []:
+                cv2.rectangle(img, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (0, 255, 0), 2)
+            for b in results[i].get("regions") or []:
+                x1, y1, x2, y2 = b["box"]
+                cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), (0, 0, 255), 2)
+            s = tile / max(img.shape[:2])
+            img = cv2.resize(img, (max(1, int(img.shape[1] * s)), max(1, int(img.shape[0] * s))))
+            canvas = np.full((tile + 22, tile, 3), 32, np.uint8)
+            canvas[22:22 + img.shape[0], : img.shape[1]] = img
+            cv2.putText(canvas, f"{kind} {results[i]['id']} s={results[i]['score']}"[:48], (4, 15),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            tiles.append(canvas)
+    if not tiles:
+        return False
+    cols = min(4, len(tiles))
+    while len(tiles) % cols:
+        tiles.append(np.full_like(tiles[0], 32))
+    rows = [np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return bool(cv2.imwrite(str(path), np.vstack(rows)))
+
+
+def _progress(disable: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), disable=disable)
+
+
+def run_manifest(args: argparse.Namespace) -> dict[str, Any]:
+    from edge_inspector.cli.inspect import OfflineInspector, manifest_items
+
+    items = list(manifest_items(Path(args.manifest)))
+    ns = argparse.Namespace(config=args.config, overrides=args.overrides)
+    engine = OfflineInspector(ns, any(i.get("reference") for i in items))
+    results = []
+    try:
+        with _progress(args.no_progress) as bar:
+            task = bar.add_task("inspecting", total=len(items))
+            for item in items:
+                results.append(engine.run(item))
+                bar.advance(task)
+    finally:
+        engine.close()
+    report = score_parts(items, results, args.iou)
+    misses, alarms = worst(items, results, args.worst)
+    out = Path(args.out)
+    report["worst_misses"] = [results[i]["id"] for i in misses]
+    report["worst_false_alarms"] = [results[i]["id"] for i in alarms]
+    grid = out / "worst.png"
+    report["grid"] = str(grid) if write_grid(grid, items, results, misses, alarms) else None
+    report["per_part"] = [{"id": r["id"], "label": items[i].get("label"), "decision": r["decision"],
+                           "score": r["score"], "boxes": [b["box"] for b in r["regions"]],
+                           "decided_by": r["decided_by"]} for i, r in enumerate(results)]
+    return report
+
+
+# -- MMAD ------------------------------------------------------------------------------------------
+MMAD_INSTRUCTION = ("You are an industrial inspector who checks products by images. You should judge whether "
+                    "there is a defect in the query image and answer the questions about it.\n"
+                    "Answer with the option's letter from the given choices directly.")
+_LETTER = re.compile(r"\b([A-E])\b")
+
+
+def parse_letter(text: str, options: dict[str, str]) -> str | None:
+    found = [m for m in _LETTER.findall(text) if m in options]
+    if found:
+        return found[0]
+    low = text.lower()
+    hits = [k for k, v in options.items() if v and v.lower() in low]
+    return hits[0] if len(hits) == 1 else None
+
+
+def mmad_prompt(question: dict, image, templates: list):
+    from edge_inspector.judge.vlm.prompt import ImagePart, Prompt
+
+    options = "".join(f"{k}. {v}\n" for k, v in question["Options"].items())
+    prefix = (f"<|im_start|>system\n{MMAD_INSTRUCTION}<|im_end|>\n<|im_start|>user\n",)
+    suffix: list = []
+    if templates:
+        suffix.append(f"Following is/are {len(templates)} image of normal sample, which can be used as a "
+                      "template to compare the image being queried.")
+        suffix += [ImagePart(t, "reference") for t in templates]
+    suffix += ["\nFollowing is the query image:", ImagePart(image, "frame"),
+               f"\nQuestion: {question['Question']}\n{options}<|im_end|>\n<|im_start|>assistant\nAnswer:"]
+    return Prompt(prefix=prefix, suffix=tuple(suffix), n_regions=0)
+
+
+def score_mmad(answers: list[dict], normal_flag: str = "good") -> dict[str, Any]:
+    """MMAD's scoring of answer records {image, question_type, correct_answer, answer}."""
+    stats: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    detection: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"normal": [0, 0], "abnormal": [0, 0]})
+    invalid = 0
+    for a in answers:
+        dataset = a["image"].split("/")[0]
+        qtype = a["question_type"]
+        qtype = "Object Analysis" if qtype in ("Object Structure", "Object Details") else qtype
+        if a["answer"] is None:
+            invalid += 1
+            continue
+        ok = int(a["answer"] == a["correct_answer"])
+        stats[dataset][qtype][0] += ok
+        stats[dataset][qtype][1] += 1
+        if qtype == "Anomaly Detection":
+            side = "normal" if normal_flag in a["image"] else "abnormal"
+            detection[dataset][side][0] += ok
+            detection[dataset][side][1] += 1
+    table: dict[str, dict[str, float]] = {}
+    for dataset, types in stats.items():
+        row = {}
+        for qtype, (ok, total) in types.items():
+            if qtype == "Anomaly Detection":  # as MMAD: a side with no images counts as 0
+                sides = (detection[dataset]["normal"], detection[dataset]["abnormal"])
+                accs = [c / t if t else 0.0 for c, t in sides]
+                row[qtype] = 100 * sum(accs) / 2
+            else:
+                row[qtype] = 100 * ok / total
+        row["Average"] = sum(row.values()) / len(row)
+        table[dataset] = {k: round(v, 2) for k, v in row.items()}
+    overall = round(sum(r["Average"] for r in table.values()) / len(table), 2) if table else None
+    return {"per_dataset": table, "average": overall, "invalid_answers": invalid, "answers": len(answers)}
+
+
+def run_mmad(args: argparse.Namespace) -> dict[str, Any]:
+    from edge_inspector.imageio import load_image
+    from edge_inspector.judge.vlm.engine import Engine, SamplingSettings
+    from edge_inspector.judge.vlm.generation import DeadlineGuard
+    from edge_inspector.judge.vlm.loading import load_model
+    from edge_inspector.judge.vlm.prompt import ANSWER_PREFIX
+
+    data = json.loads(Path(args.mmad).read_text(encoding="utf-8"))
+    root = Path(args.data_root) if args.data_root else Path(args.mmad).resolve().parent
+    loaded = load_model(Path(args.model_dir), args.device)
+    engine = Engine(loaded, max_pixels={"frame": 512 * 512, "crop": 448 * 448, "reference": 512 * 512},
+                    sampling=SamplingSettings(temperature=args.temperature, max_new_tokens=8, seed=args.seed),
+                    prefix_cache=True)
+    images = list(data)[: args.limit] if args.limit else list(data)
+    answers = []
+    with _progress(args.no_progress) as bar:
+        task = bar.add_task("MMAD", total=len(images))
+        for rel in images:
+            entry = data[rel]
+            key = "similar_templates" if args.similar_template else "random_templates"
+            image = load_image(root / rel)
+            templates = [load_image(root / t) for t in (entry.get(key) or [])[: args.shots]]
+            for q in entry.get("conversation", []):
+                gen = engine.run(mmad_prompt(q, image, templates), args.votes, DeadlineGuard(math.inf))
+                letters = [parse_letter(t.removeprefix(ANSWER_PREFIX), q["Options"]) for t in gen.texts]
+                votes = Counter(x for x in letters if x)
+                answers.append({"image": rel, "question_type": q["type"], "correct_answer": q["Answer"],
+                                "answer": votes.most_common(1)[0][0] if votes else None,
+                                "raw": [t.removeprefix(ANSWER_PREFIX) for t in gen.texts]})
+            bar.advance(task)
+    report = score_mmad(answers)
+    report["records"] = answers
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    if "per_dataset" in report:
+        for ds, row in report["per_dataset"].items():
+            print(f"{ds}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
+        print(f"MMAD average {report['average']}  (invalid answers left out: {report['invalid_answers']} "
+              f"of {report['answers']})")
+        return
+    keys = ["parts", "good", "defective", "accuracy", "overkill_rate", "miss_rate", "no_reads", "box_recall",
+            "box_precision", "gt_regions", "boxes", "cascade_skip_rate"]
+    width = max(map(len, keys))
+    for k in keys:
+        print(f"{k:<{width}}  {report[k]}")
+    print(f"{'grid':<{width}}  {report['grid']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="a labelled manifest (JSON lines)")
+    src.add_argument("--mmad", help="an MMAD-format mmad.json (the VLM alone)")
+    ap.add_argument("--config", "-c", help="the station's YAML config")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default="evaluation", help="folder for report.json and worst.png")
+    ap.add_argument("--iou", type=float, default=0.33, help="IoU above which a box matches a region")
+    ap.add_argument("--worst", type=int, default=8, help="misses and false alarms in the grid, each")
+    ap.add_argument("--no-progress", action="store_true")
+    mm = ap.add_argument_group("MMAD")
+    mm.add_argument("--model-dir", help="the VLM checkpoint directory")
+    mm.add_argument("--data-root", help="folder the image paths are relative to (default: mmad.json's)")
+    mm.add_argument("--shots", type=int, default=1, help="one-shot templates per question")
+    mm.add_argument("--similar-template", action="store_true", help="use similar_templates, not random")
+    mm.add_argument("--votes", type=int, default=1)
+    mm.add_argument("--temperature", type=float, default=0.7)
+    mm.add_argument("--seed", type=int, default=0)
+    mm.add_argument("--device", default="auto")
+    mm.add_argument("--limit", type=int, default=0, help="only the first N images")
+    args = ap.parse_args(argv)
+    from edge_inspector.errors import EdgeInspectorError
+
+    try:
+        if args.mmad and not args.model_dir:
+            raise EdgeInspectorError("--mmad needs --model-dir")
+        report = run_mmad(args) if args.mmad else run_manifest(args)
+    except EdgeInspectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print_table(report)
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
