@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,13 @@ def _v1(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["outcome"])
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    from edge_inspector.outputs.mqtt.outbox import create_table
+
+    create_table(db)  # the MQTT outbox, written in the same transaction as the inspection row
+
+
+MIGRATIONS = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -98,8 +105,13 @@ class Store(Output):
 
     name = "store"
 
-    def __init__(self, path: Path, images: RejectImages | None, model_hash: str, config_hash: str) -> None:
+    def __init__(self, path: Path, images: RejectImages | None, model_hash: str, config_hash: str,
+                 same_transaction: list[Callable[[sqlite_utils.Database, Inspection], None]] | None = None
+                 ) -> None:
+        """``same_transaction``: writers called with (db, inspection) inside the row's transaction
+        (the MQTT outbox): the row and what they write are committed together or not at all."""
         self.path = Path(path)
+        self.same_transaction = list(same_transaction or [])
         self.db = connect(self.path)
         ok = self.db.execute("PRAGMA integrity_check").fetchone()[0]
         if ok != "ok":
@@ -113,8 +125,20 @@ class Store(Output):
     def emit(self, inspection: Inspection) -> None:
         image_path = self.images.save(inspection) if self.images else None
         row = row_for(inspection, self.model_hash, self.config_hash, image_path)
-        with self.db.conn:
+        conn = self.db.conn
+        # IMMEDIATE: take the write lock first (waiting up to busy_timeout). A deferred transaction
+        # that reads and then writes fails at once in WAL mode when another connection (the MQTT
+        # publisher marking rows delivered) committed in between.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             self.db[TABLE].insert(row, replace=True)
+            for write in self.same_transaction:
+                write(self.db, inspection)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         self.rows += 1
 
     def health(self) -> dict[str, Any]:

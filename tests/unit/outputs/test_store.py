@@ -88,9 +88,9 @@ def test_an_upgrade_backs_up_the_old_file(tmp_path, monkeypatch):
         db[TABLE].add_column("operator", str)
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [v2])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     s = Store(path, None, "m", "c")
-    assert (tmp_path / "i.db.bak-v1").exists()
+    assert (tmp_path / f"i.db.bak-v{SCHEMA_VERSION}").exists()
     assert "operator" in s.db[TABLE].columns_dict
     s.close()
 

@@ -1,0 +1,166 @@
+"""The durable outbox: result messages written in the same SQLite transaction as the inspection row.
+
+The store calls :meth:`Outbox.write` inside its transaction (``Store(..., same_transaction=[...])``),
+so a part's row and its MQTT message are committed together or not at all: after a SIGKILL at any
+moment, every part in the inspections table has its message in the outbox. The publisher reads the
+outbox on its own connection, in id order, and marks a row delivered when the broker's PUBACK
+arrives; delivered rows are deleted after ``outbox_keep_delivered_s``.
+
+Ids are AUTOINCREMENT, never reused, so the publisher's cursor (the last id it published) is safe
+across pruning. The undelivered rows are capped: when full, the oldest undelivered message is
+dropped (the part's row stays in the inspections table), counted and logged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+import structlog
+
+from edge_inspector.envelope import Inspection
+from edge_inspector.outputs.mqtt.topics import Versions, decided_wall, recipe_versions, result_payload
+
+log = structlog.get_logger(__name__)
+
+TABLE = "outbox"
+
+
+def create_table(db: sqlite_utils.Database) -> None:
+    """Schema migration v2 of the store (called by ``outputs.store``)."""
+    db.execute(f"""CREATE TABLE {TABLE} (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        part_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        decided REAL NOT NULL,   -- wall time of the decision
+        created REAL NOT NULL,   -- wall time of the write
+        delivered REAL           -- wall time of the PUBACK; NULL while undelivered
+    )""")
+    db.execute(f"CREATE INDEX {TABLE}_pending ON {TABLE}(id) WHERE delivered IS NULL")
+    db.execute(f"CREATE INDEX {TABLE}_delivered ON {TABLE}(delivered) WHERE delivered IS NOT NULL")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    part_id: str
+    topic: str
+    payload: bytes
+    decided: float
+
+
+def count_pending(conn: sqlite3.Connection) -> int:
+    return conn.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE delivered IS NULL").fetchone()[0]
+
+
+def next_batch(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Message]:
+    rows = conn.execute(f"SELECT id, part_id, topic, payload, decided FROM {TABLE} "
+                        f"WHERE delivered IS NULL AND id > ? ORDER BY id LIMIT ?", (after_id, limit))
+    return [Message(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+
+
+class Outbox:
+    """The writer side (the store's thread) and the shared counters (read by the publisher)."""
+
+    def __init__(self, topic: str, versions: Versions, max_rows: int) -> None:
+        self.topic = topic
+        self.versions = versions
+        self.max_rows = max_rows
+        self.written = 0
+        self.dropped = 0
+        self.delivered = 0
+        self._pending: int | None = None  # undelivered rows; counted on first use
+        self._full = False
+        self._lock = threading.Lock()
+        self._station: Any = None
+        self._cfg_seen: Any = None
+
+    def bind(self, station: Any) -> None:
+        """Stamp results with the station's live versions (a reload swaps the model and config)."""
+        self._station = station
+
+    def current_versions(self) -> Versions:
+        st = self._station
+        if st is not None and st.cfg is not self._cfg_seen:  # cheap identity check per part
+            self._cfg_seen = st.cfg
+            recipe, recipe_version = recipe_versions(st.cfg.judge)
+            self.versions = Versions(self.versions.station, st.inspector.model_hash, st.cfg.fingerprint(),
+                                     recipe, recipe_version)
+        return self.versions
+
+    @property
+    def pending(self) -> int | None:
+        return self._pending
+
+    def write(self, db: sqlite_utils.Database, inspection: Inspection) -> None:
+        """Add the part's result message. Runs inside the store's transaction: no commit here."""
+        decided = decided_wall(inspection)
+        payload = result_payload(inspection, self.current_versions(), decided)
+        conn = db.conn
+        with self._lock:
+            if self._pending is None:
+                self._pending = count_pending(conn)
+            over = self._pending - self.max_rows + 1
+        if over > 0:
+            self._drop_oldest(conn, over)
+        conn.execute(f"INSERT INTO {TABLE} (part_id, topic, payload, decided, created) "
+                     f"VALUES (?, ?, ?, ?, ?)",
+                     (inspection.frame.part_id, self.topic, payload, decided, time.time()))
+        with self._lock:
+            self._pending += 1
+            self.written += 1
+
+    def _drop_oldest(self, conn: sqlite3.Connection, n: int) -> None:
+        cur = conn.execute(f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} "
+                           f"WHERE delivered IS NULL ORDER BY id LIMIT ?)", (n,))
+        with self._lock:
+            self._pending -= cur.rowcount
+            self.dropped += cur.rowcount
+            first = not self._full
+            self._full = True
+        if first or self.dropped % 1000 == 0:
+            log.warning("mqtt_outbox_full", cap=self.max_rows, dropped=self.dropped,
+                        hint="the broker has been unreachable for long: the oldest undelivered results "
+                        "are dropped from the outbox (they stay in the inspections table)")
+
+    # --- the publisher's side (its own connection) ---------------------------------------------
+
+    def mark_delivered(self, conn: sqlite3.Connection, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        now = time.time()
+        n = 0
+        for i in range(0, len(ids), 500):  # each statement its own short write transaction
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            n += conn.execute(f"UPDATE {TABLE} SET delivered = ? WHERE delivered IS NULL "
+                              f"AND id IN ({marks})", (now, *chunk)).rowcount
+        with self._lock:
+            if self._pending is not None:
+                self._pending = max(0, self._pending - n)
+            self.delivered += n
+            recovered = self._full and (self._pending or 0) < self.max_rows // 2
+            if recovered:
+                self._full = False
+        if recovered:
+            log.info("mqtt_outbox_below_cap", pending=self._pending, dropped=self.dropped)
+        return n
+
+    def prune(self, conn: sqlite3.Connection, keep_s: float) -> int:
+        return conn.execute(f"DELETE FROM {TABLE} WHERE delivered IS NOT NULL AND delivered <= ?",
+                            (time.time() - keep_s,)).rowcount
+
+    def recount(self, conn: sqlite3.Connection) -> None:
+        n = count_pending(conn)
+        with self._lock:
+            self._pending = n
+
+    def health(self) -> dict[str, int | None]:
+        with self._lock:
+            return {"pending": self._pending, "written": self.written, "delivered": self.delivered,
+                    "dropped": self.dropped}

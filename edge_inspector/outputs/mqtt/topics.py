@@ -1,0 +1,106 @@
+"""Topic names and message payloads (no paho here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_inspector.envelope import Inspection
+
+PAYLOAD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Topics:
+    """``<prefix>/<station>/...``: available, result, state, stats, reject_image, set/<name>."""
+
+    base: str
+
+    @classmethod
+    def of(cls, prefix: str, station: str) -> Topics:
+        return cls(f"{prefix}/{station}")
+
+    @property
+    def available(self) -> str:
+        return f"{self.base}/available"
+
+    @property
+    def result(self) -> str:
+        return f"{self.base}/result"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}/state"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}/stats"
+
+    @property
+    def reject_image(self) -> str:
+        return f"{self.base}/reject_image"
+
+    @property
+    def set_filter(self) -> str:
+        return f"{self.base}/set/+"
+
+    def command_name(self, topic: str) -> str | None:
+        """The <name> of ``<base>/set/<name>``, else None."""
+        head = f"{self.base}/set/"
+        return topic[len(head):] if topic.startswith(head) else None
+
+
+@dataclass(frozen=True)
+class Versions:
+    """What a result is stamped with: the station, the model, the config and the recipe."""
+
+    station: str
+    model: str
+    config: str
+    recipe: str | None = None
+    recipe_version: str | None = None
+
+
+def recipe_versions(judge_cfg: Any) -> tuple[str | None, str | None]:
+    """The recipe's name and a content hash, when the judge has a recipe file."""
+    path = getattr(judge_cfg, "recipe", None)
+    if path is None:
+        return None, None
+    path = Path(path)
+    try:
+        return path.stem, hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return path.stem, None
+
+
+def decided_wall(inspection: Inspection, now_mono: float | None = None) -> float:
+    """The wall-clock time of the decision (the envelope carries monotonic time)."""
+    now_mono = time.monotonic() if now_mono is None else now_mono
+    return time.time() - (now_mono - inspection.decision.decided_mono)
+
+
+def result_payload(inspection: Inspection, versions: Versions, decided: float) -> bytes:
+    """One JSON message per part: the envelope's result shape plus the versions and times."""
+    body: dict[str, Any] = {"v": PAYLOAD_VERSION, "station": versions.station,
+                            **inspection.to_json(), "decided_time": round(decided, 6),
+                            "model": versions.model, "config": versions.config,
+                            "recipe": versions.recipe, "recipe_version": versions.recipe_version}
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str).encode()
+    except ValueError:  # NaN or infinity somewhere: JSON has no such numbers, they become null
+        return json.dumps(_finite(body), separators=(",", ":"), default=str).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

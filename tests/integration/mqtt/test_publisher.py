@@ -1,0 +1,169 @@
+"""The publisher in-process with a stand-in station, against a real Mosquitto: order, non-blocking
+writes while the broker is down, a refused connection, username/password, TLS with a client cert."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.helpers import wait_until
+
+from edge_inspector.capture.base import PartFactory
+from edge_inspector.config import load_config
+from edge_inspector.envelope import Inspection, Verdict
+from edge_inspector.outputs import Outputs
+from edge_inspector.outputs.mqtt.link import build_mqtt
+from edge_inspector.outputs.store import Store
+from edge_inspector.policy import Policy, PolicyConfig
+
+PARTS = PartFactory(5.0)
+
+
+def inspection(i: int) -> Inspection:
+    frame = PARTS.trigger("cam").frame(np.zeros((16, 16), np.uint8))
+    p = 0.9 if i % 3 == 0 else 0.1
+    v = Verdict(defective=p > 0.5, p_defective=p, confidence=max(p, 1 - p), decided_by="regions", model="m")
+    return Inspection(frame, Policy(PolicyConfig()).decide(frame, v, {"total": 1.0}), None, v)
+
+
+class Station:
+    """What the publisher reads of a station."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.paused = threading.Event()
+        self.overrides: list[str] = []
+        self.inspector = SimpleNamespace(model_hash="model-1")
+
+    def snapshot(self):
+        return {"counters": {"decisions": 0}, "source": {"name": "cam", "state": "online"},
+                "outputs": [], "queue_depth": 0}
+
+
+
+@pytest.fixture
+def link(tmp_path):
+    made = []
+
+    def make(port: int, *sets: str):
+        cfg = load_config(None, [f"station.data_dir={tmp_path}/data", "station.name=test",
+                                 "mqtt.host=127.0.0.1",
+                                 f"mqtt.port={port}", "mqtt.topic_prefix=ei-test", "mqtt.reconnect_max_s=1",
+                                 *sets])
+        lk = build_mqtt(cfg, "model-1")
+        store = Store(cfg.db_path, None, "model-1", "c", same_transaction=[lk.outbox.write])
+        outputs = Outputs([store, lk.output])
+        lk.publisher.start(Station(cfg))
+        made.append((lk, outputs))
+        return lk, outputs
+
+    yield make
+    for lk, outputs in made:
+        outputs.close()
+        lk.publisher.stop()
+
+
+def test_writes_never_wait_for_a_down_broker_and_the_drain_keeps_order(mosquitto, subscriber, link):
+    broker = mosquitto()
+    sub = subscriber(broker)  # a persistent session: it survives the broker's restart
+    broker.stop()
+    lk, outputs = link(broker.port)
+    times, parts = [], []
+    for i in range(300):
+        ins = inspection(i)
+        parts.append(ins.frame.part_id)
+        t = time.perf_counter()
+        outputs.emit(ins)
+        times.append(time.perf_counter() - t)
+    assert not lk.publisher.connected.is_set()
+    assert lk.outbox.pending == 300
+    times.sort()
+    assert times[150] < 0.01 and times[285] < 0.05, (times[150], times[285], times[-1])  # SQLite only
+    broker.start()
+    assert wait_until(lambda: len(sub.results()) >= 300, 30), len(sub.results())
+    got = [r["id"] for r in sub.results()]
+    assert got == parts, (len(got), len(set(got)))  # in order, each once
+    assert wait_until(lambda: lk.outbox.pending == 0, 5)
+    assert lk.publisher.health()["state"] == "connected"
+
+
+def test_a_refused_connection_is_not_connected(mosquitto, tmp_path, link, monkeypatch):
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "station", "s3cret"], check=True,
+                   capture_output=True)
+    broker = mosquitto(f"allow_anonymous false\npassword_file {pwfile}")
+    bad, _ = link(broker.port)  # no credentials
+    assert wait_until(lambda: bad.publisher.counts["refused"] >= 1, 10)
+    assert not bad.publisher.connected.is_set() and bad.publisher.health()["state"] == "disconnected"
+    monkeypatch.setenv("EI_TEST_MQTT_PASSWORD", "s3cret")
+    good, outputs = link(broker.port, "mqtt.username=station", "mqtt.password=env:EI_TEST_MQTT_PASSWORD",
+                         "mqtt.client_id=good")
+    assert wait_until(good.publisher.connected.is_set, 10)
+    outputs.emit(inspection(0))
+    assert wait_until(lambda: good.outbox.delivered == 1, 10)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make test certificates")
+def test_tls_with_a_client_certificate(mosquitto, tmp_path, link, subscriber):
+    d = tmp_path / "pki"
+    d.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+             "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem")
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{d}/{name}.key",
+                 "-out", f"{d}/{name}.csr")
+        _openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", f"{d}/{name}.pem")
+    broker = mosquitto(f"cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+                       "require_certificate true")
+    no_cert, _ = link(broker.port, f"mqtt.tls={{ca_file: {d}/ca.pem}}", "mqtt.client_id=nocert")
+    lk, outputs = link(broker.port, f"mqtt.tls={{ca_file: {d}/ca.pem, cert_file: {d}/client.pem, "
+                       f"key_file: {d}/client.key}}")
+    assert wait_until(lk.publisher.connected.is_set, 10)
+    outputs.emit(inspection(0))
+    assert wait_until(lambda: lk.outbox.delivered == 1, 10)
+    assert not no_cert.publisher.connected.is_set()  # the broker wants a client certificate
+
+
+def test_state_follows_pause_and_stats_carry_the_outbox(broker, subscriber, link):
+    sub = subscriber(broker)
+    lk, outputs = link(broker.port, "mqtt.stats_interval_s=0.5")
+    assert wait_until(lambda: sub.on("state"), 10)
+    assert json.loads(sub.on("state")[-1][0])["state"] == "running"
+    sub.client.publish("ei-test/test/set/pause", b"shift change", qos=1)
+    assert wait_until(lambda: json.loads(sub.on("state")[-1][0])["state"] == "paused", 10)
+    assert lk.publisher.station.paused.is_set()
+    assert json.loads(sub.on("state")[-1][0])["paused_reason"] == "shift change"
+    for i in range(5):
+        outputs.emit(inspection(i))
+    assert wait_until(lambda: any(json.loads(p)["outbox"]["delivered"] == 5 for p, _ in sub.on("stats")), 10)
+    stats = json.loads(sub.on("stats")[-1][0])
+    assert stats["paused"] is True and stats["puback_ms"]["n"] >= 0 and stats["free_disk_mb"] > 0
+
+
+def test_reject_images_are_jpeg_and_capped(broker, subscriber, link):
+    sub = subscriber(broker)
+    lk, outputs = link(broker.port, "mqtt.reject_image=true", "mqtt.reject_image_max_kb=8")
+    assert wait_until(lk.publisher.connected.is_set, 10)
+    frame = PARTS.trigger("cam").frame(np.random.default_rng(0).integers(0, 255, (480, 640), np.uint8))
+    v = Verdict(defective=True, p_defective=0.9, confidence=0.9, decided_by="regions", model="m")
+    outputs.emit(Inspection(frame, Policy(PolicyConfig()).decide(frame, v, {"total": 1.0}), None, v))
+    outputs.emit(inspection(1))  # a PASS: no image
+    assert wait_until(lambda: sub.on("reject_image"), 10)
+    assert wait_until(lambda: len(sub.results()) == 2, 10)
+    time.sleep(0.2)
+    (jpeg, retained), = sub.on("reject_image")
+    assert jpeg[:2] == b"\xff\xd8" and len(jpeg) <= 8 * 1024 and not retained

@@ -1,0 +1,135 @@
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from edge_inspector.capture.base import PartFactory
+from edge_inspector.envelope import Box, Inspection, MapSummary, Regions, Verdict
+from edge_inspector.outputs import Outputs
+from edge_inspector.outputs.mqtt.outbox import Outbox, count_pending, next_batch
+from edge_inspector.outputs.mqtt.topics import Versions
+from edge_inspector.outputs.store import TABLE, Store
+from edge_inspector.policy import Policy, PolicyConfig
+
+VERSIONS = Versions(station="s1", model="mh", config="ch", recipe="pcb", recipe_version="abc")
+PARTS = PartFactory(1.0)
+
+
+def inspection(p=0.9):
+    frame = PARTS.trigger("cam").frame(np.full((32, 32), 100, np.uint8))
+    regions = Regions(score=2.0, boxes=(Box(5, 5, 30, 30, 2.0, 12),), summary=MapSummary(2, 0.1, 0.5, 12),
+                      model="m")
+    v = Verdict(defective=p > 0.5, p_defective=p, confidence=max(p, 1 - p), decided_by="regions", model="m",
+                defect_type="scratch" if p > 0.5 else None)
+    decision = Policy(PolicyConfig()).decide(frame, v, {"regions": 1.0, "total": 2.5})
+    return Inspection(frame, decision, regions, v)
+
+
+@pytest.fixture
+def outbox():
+    return Outbox("pre/s1/result", VERSIONS, max_rows=10)
+
+
+@pytest.fixture
+def store(tmp_path, outbox):
+    s = Store(tmp_path / "i.db", None, "mh", "ch", same_transaction=[outbox.write])
+    yield s
+    s.close()
+
+
+def test_the_result_message_is_written_with_the_row(store, outbox):
+    ins = inspection()
+    store.emit(ins)
+    (msg,) = next_batch(store.db.conn, 0, 10)
+    body = json.loads(msg.payload)
+    assert (msg.part_id, msg.topic) == (ins.frame.part_id, "pre/s1/result")
+    assert body["id"] == ins.frame.part_id and body["decision"] == "REJECT" and body["reason"] == "defect"
+    assert body["confidence"] == 0.9 and body["defect_type"] == "scratch"
+    assert body["regions"][0]["box"] == [5, 5, 30, 30] and body["timings_ms"]["total"] == 2.5
+    versions = (body["model"], body["config"], body["recipe"], body["recipe_version"])
+    assert versions == ("mh", "ch", "pcb", "abc")
+    assert body["station"] == "s1" and abs(body["decided_time"] - msg.decided) < 1e-3
+    assert outbox.pending == 1 and outbox.written == 1
+
+
+def test_row_and_message_commit_together_or_not_at_all(tmp_path, outbox):
+    def broken(db, ins):
+        raise OSError("disk on fire")
+
+    s = Store(tmp_path / "i.db", None, "m", "c", same_transaction=[outbox.write, broken])
+    outputs = Outputs([s])
+    outputs.emit(inspection())
+    assert outputs.failures["store"] == 1
+    assert s.db[TABLE].count == 0 and count_pending(s.db.conn) == 0  # rolled back, both
+    s.same_transaction = [outbox.write]
+    outputs.emit(inspection())
+    assert s.db[TABLE].count == 1 and count_pending(s.db.conn) == 1
+    s.close()
+
+
+def test_a_sigkill_after_commit_keeps_both(tmp_path, outbox):
+    s = Store(tmp_path / "i.db", None, "m", "c", same_transaction=[outbox.write])
+    for _ in range(3):
+        s.emit(inspection())
+    # no close: a second connection (a restarted daemon) sees what was committed
+    conn = sqlite3.connect(tmp_path / "i.db")
+    rows = {r[0] for r in conn.execute("SELECT part_id FROM inspections")}
+    msgs = {r[0] for r in conn.execute("SELECT part_id FROM outbox WHERE delivered IS NULL")}
+    assert rows == msgs and len(rows) == 3
+    conn.close()
+    s.close()
+
+
+def test_in_order_batches_delivered_and_pruned(store, outbox):
+    parts = [inspection() for _ in range(5)]
+    for ins in parts:
+        store.emit(ins)
+    conn = store.db.conn
+    batch = next_batch(conn, 0, 3)
+    assert [m.part_id for m in batch] == [p.frame.part_id for p in parts[:3]]
+    assert [m.part_id for m in next_batch(conn, batch[-1].id, 10)] == [p.frame.part_id for p in parts[3:]]
+    assert outbox.mark_delivered(conn, [batch[0].id, batch[2].id]) == 2
+    assert outbox.mark_delivered(conn, [batch[0].id]) == 0  # a second PUBACK counts once
+    assert outbox.pending == 3 and outbox.delivered == 2
+    assert [m.part_id for m in next_batch(conn, 0, 10)] == [parts[i].frame.part_id for i in (1, 3, 4)]
+    assert outbox.prune(conn, keep_s=3600) == 0
+    assert outbox.prune(conn, keep_s=0) == 2
+    assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 3
+
+
+def test_the_cap_drops_the_oldest_undelivered_with_a_counter_and_a_log_line(store, outbox):
+    parts = [inspection() for _ in range(25)]
+    with capture_logs() as logs:
+        for ins in parts:
+            store.emit(ins)
+    assert outbox.pending == 10 and outbox.dropped == 15
+    kept = [m.part_id for m in next_batch(store.db.conn, 0, 100)]
+    assert kept == [p.frame.part_id for p in parts[15:]]
+    assert store.db[TABLE].count == 25  # the inspection rows are all there
+    full = [e for e in logs if e["event"] == "mqtt_outbox_full"]
+    assert len(full) == 1 and full[0]["cap"] == 10
+
+
+def test_nan_becomes_null_not_a_failed_row(store):
+    ins = inspection()
+    ins.decision.timings_ms["judge"] = float("nan")
+    store.emit(ins)
+    body = json.loads(next_batch(store.db.conn, 0, 1)[0].payload)
+    assert body["timings_ms"]["judge"] is None
+
+
+def test_an_existing_v1_database_gains_the_outbox_after_a_backup(tmp_path, monkeypatch):
+    from edge_inspector.outputs import store as store_mod
+
+    path = tmp_path / "i.db"
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
+    Store(path, None, "m", "c").emit(inspection())
+    monkeypatch.undo()
+    s = Store(path, None, "m", "c")
+    assert (tmp_path / "i.db.bak-v1").exists()
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "outbox" in s.db.table_names() and s.db[TABLE].count == 1
+    s.close()
