@@ -1,0 +1,115 @@
+"""The control socket served by a real station (not running its loop), through a real socket."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from edge_inspector.config import load_config
+from edge_inspector.daemon import Station
+from edge_inspector.service.control import ControlError, ControlServer, request
+
+
+@pytest.fixture
+def station(station_config):
+    st = Station.build(load_config(station_config()))
+    yield st
+    st.inspector.close()
+    st.outputs.close()
+
+
+@pytest.fixture
+def server(station, tmp_path):
+    for svc in station.services:
+        if svc.name == "reload":
+            svc.start(station)
+    group = next((g for g in ("dialout", "video", "adm") if _has_group(g)), None)
+    srv = ControlServer(tmp_path / "ctl.sock", group=group)
+    srv.start(station)
+    yield srv
+    srv.stop()
+
+
+def _has_group(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def test_socket_mode_group_and_status(server, station):
+    st = os.stat(server.path)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+    if server.group:
+        assert st.st_gid == grp.getgrnam(server.group).gr_gid
+    status = request(server.path, "status")["status"]
+    assert status["live"] and status["station"] == "test" and status["queue_depth"] == 0
+    assert status["cameras"][0]["name"] == "demo-cam" and status["links"][0]["name"] == "store"
+    assert status["model"] == station.inspector.model_hash and status["judge"] == "anomaly"
+    assert status["counters"]["decisions"] == 0 and status["reload"]["state"] == "none"
+
+
+def test_pause_resume(server, station):
+    assert request(server.path, "pause") == {"ok": True, "paused": True}
+    assert station.paused.is_set() and request(server.path, "status")["status"]["paused"]
+    assert request(server.path, "resume") == {"ok": True, "paused": False}
+    assert not station.paused.is_set()
+
+
+def test_several_requests_on_one_connection_and_bad_ones(server):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect(str(server.path))
+        s.sendall(b'{"cmd": "pause"}\n\nnot json\n{"cmd": "explode"}\n[1]\n{"cmd": "resume"}\n')
+        buf = b""
+        while buf.count(b"\n") < 5:
+            buf += s.recv(65536)
+    answers = [json.loads(line) for line in buf.splitlines()]
+    assert answers[0]["ok"] and answers[0]["paused"]
+    assert answers[1] == {"ok": False, "error": "not a JSON object"}
+    assert not answers[2]["ok"] and "unknown command 'explode'" in answers[2]["error"]
+    assert not answers[3]["ok"]
+    assert answers[4] == {"ok": True, "paused": False}
+
+
+def test_an_endless_line_is_cut_off(server):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect(str(server.path))
+        try:
+            s.sendall(b"x" * (200 * 1024))
+        except OSError:
+            pass
+        data = s.recv(65536)
+    assert b"request longer than" in data
+    assert request(server.path, "resume")["ok"]  # the server goes on
+
+
+def test_a_stale_socket_is_replaced_and_a_live_one_is_not(station, tmp_path):
+    path = tmp_path / "stale.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))
+    dead.close()  # the file stays, nobody listens: what a killed daemon leaves
+    first = ControlServer(path)
+    first.start(station)
+    try:
+        assert request(path, "status")["ok"]
+        second = ControlServer(path)
+        second.start(station)  # logs control_socket_failed, serves nothing
+        assert second._thread is None
+        second.stop()
+        assert request(path, "status")["ok"]
+    finally:
+        first.stop()
+    assert not path.exists()
+
+
+def test_client_errors_are_clear(tmp_path):
+    with pytest.raises(ControlError, match="not running"):
+        request(tmp_path / "none.sock", "status")
