@@ -21,7 +21,7 @@ else
 $(error TORCH_VARIANT must be cpu or cuda, not $(TORCH_VARIANT))
 endif
 
-.PHONY: demo test venv system-deps firmware bench clean
+.PHONY: demo test venv system-deps firmware bench clean install
 
 venv: $(STAMP)
 
@@ -42,11 +42,55 @@ demo: $(STAMP)
 system-deps:
 	tools/install_system_deps.sh
 
-test: $(STAMP) system-deps
+firmware: system-deps
+	$(MAKE) -C firmware_bridge all sim
+
+test: $(STAMP) system-deps firmware
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_pipeline.py
+
+# --- install on a station (root): see docs/operations.md ------------------------------------
+# make install [DESTDIR=/staging] [PREFIX=/opt/edge-inspector] [INSTALL_VENV=0] [TORCH_VARIANT=cuda]
+# Puts the program in $(PREFIX)/venv, the unit, the user (sysusers.d), the data directory
+# (tmpfiles.d), the udev rule for the bridge, an example config in /etc/edge-inspector (never
+# overwriting one that is there) and the operations guide. Without DESTDIR it also applies them.
+PREFIX ?= /opt/edge-inspector
+INSTALL_VENV ?= 1
+UNITDIR ?= /etc/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+UDEVDIR ?= /etc/udev/rules.d
+DOCDIR ?= /usr/local/share/doc/edge-inspector
+
+install:
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(UDEVDIR) \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)/etc/edge-inspector
+	sed 's|/opt/edge-inspector/venv|$(PREFIX)/venv|g; s|/usr/local/share/doc/edge-inspector|$(DOCDIR)|g' \
+		systemd/edge-inspector.service > $(DESTDIR)$(UNITDIR)/edge-inspector.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/edge-inspector.service
+	install -m 0644 systemd/edge-inspector.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/edge-inspector.conf
+	install -m 0644 systemd/edge-inspector.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/edge-inspector.conf
+	install -m 0644 systemd/99-edge-inspector-bridge.rules $(DESTDIR)$(UDEVDIR)/99-edge-inspector-bridge.rules
+	install -m 0644 docs/operations.md $(DESTDIR)$(DOCDIR)/operations.md
+	test -e $(DESTDIR)/etc/edge-inspector/station.yaml || \
+		install -m 0640 configs/station.example.yaml $(DESTDIR)/etc/edge-inspector/station.yaml
+ifeq ($(INSTALL_VENV),1)
+	test -x $(DESTDIR)$(PREFIX)/venv/bin/python || $(PYTHON) -m venv $(DESTDIR)$(PREFIX)/venv
+	echo "$(TORCH_SPEC)" > $(DESTDIR)$(PREFIX)/constraints.txt
+	$(DESTDIR)$(PREFIX)/venv/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(DESTDIR)$(PREFIX)/venv/bin/pip install --quiet -c $(DESTDIR)$(PREFIX)/constraints.txt ".[all]"
+endif
+ifeq ($(DESTDIR),)
+	systemd-sysusers edge-inspector.conf
+	systemd-tmpfiles --create edge-inspector.conf
+	chgrp edge-inspector /etc/edge-inspector/station.yaml
+	-udevadm control --reload && udevadm trigger --subsystem-match=tty
+	systemctl daemon-reload
+	@echo "installed. Edit /etc/edge-inspector/station.yaml, run 'edge-inspector doctor -c /etc/edge-inspector/station.yaml',"
+	@echo "then: systemctl enable --now edge-inspector"
+endif
 
 clean:
 	rm -rf var build .pytest_cache

@@ -14,18 +14,26 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from edge_inspector.capture.basler import BaslerSourceConfig
 from edge_inspector.capture.demo import DemoSourceConfig
 from edge_inspector.capture.folder import FolderSourceConfig
+from edge_inspector.capture.opencv import OpenCVSourceConfig
 from edge_inspector.config_base import ConfigModel, ConfigPath
 from edge_inspector.errors import ConfigError
 from edge_inspector.judge.anomaly import AnomalyJudgeConfig
+from edge_inspector.judge.vlm.config import VlmJudgeConfig
 from edge_inspector.outputs.images import RejectImagesConfig
+from edge_inspector.outputs.mqtt.config import MqttConfig
+from edge_inspector.plc.config import NoPlcConfig, PlcConfig
 from edge_inspector.policy import PolicyConfig
+from edge_inspector.regions.texture import TextureConfig
 from edge_inspector.regions.variation import VariationConfig
+from edge_inspector.service.config import ServiceConfig
 
-CaptureConfig = Annotated[FolderSourceConfig | DemoSourceConfig, Field(discriminator="kind")]
-RegionsConfig = Annotated[VariationConfig, Field(discriminator="kind")]
-JudgeConfig = Annotated[AnomalyJudgeConfig, Field(discriminator="kind")]
+CaptureConfig = Annotated[FolderSourceConfig | DemoSourceConfig | BaslerSourceConfig | OpenCVSourceConfig,
+                          Field(discriminator="kind")]
+RegionsConfig = Annotated[VariationConfig | TextureConfig, Field(discriminator="kind")]
+JudgeConfig = Annotated[AnomalyJudgeConfig | VlmJudgeConfig, Field(discriminator="kind")]
 
 
 class StationConfig(ConfigModel):
@@ -38,6 +46,12 @@ class StationConfig(ConfigModel):
 class StoreConfig(ConfigModel):
     path: Path = Field(Path("inspections.db"), description="The SQLite database, relative to "
                        "station.data_dir.")
+
+
+class TriggersConfig(ConfigModel):
+    timer_hz: float | None = Field(None, gt=0, le=1000, description="Fire the trigger input at this "
+                                   "rate (a line without a part-present signal, a bench). Null: only "
+                                   "the PLC link, commands or the camera's own trigger make parts.")
 
 
 class PipelineConfig(ConfigModel):
@@ -59,10 +73,18 @@ class Config(ConfigModel):
                                    "anomaly map and boxes.")
     judge: JudgeConfig = Field(default_factory=AnomalyJudgeConfig, description="The judge.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="From verdict to decision.")
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig, description="The daemon's trigger "
+                                     "input for software-triggered cameras.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The inspection loop.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="The SQLite store.")
     images: RejectImagesConfig = Field(default_factory=RejectImagesConfig, description="Reject images.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Results, availability, state and "
+                             "stats over MQTT from a durable outbox; off until mqtt.host is set.")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="Control socket, "
+                                   "watchdog, retention (the daemon under systemd).")
+    plc: PlcConfig = Field(default_factory=NoPlcConfig, description="The link to the line's PLC: "
+                           "bridge (firmware bridge on serial), modbus_rtu or none.")
 
     @model_validator(mode="before")
     @classmethod

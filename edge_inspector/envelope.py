@@ -46,6 +46,7 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     OVERFLOW = "queue_overflow"
     CAMERA_OFFLINE = "camera_offline"
+    PAUSED = "paused"  # a technician paused the station (control socket): not inspected
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,5 +209,6 @@ class Inspection:
             "decided_by": v.decided_by if v else None,
             "votes": [{"defective": x.defective, "defect_type": x.defect_type, "region": x.region,
                        "description": x.description} for x in v.votes] if v else [],
+            "judge": v.details if v else {},
             "timings_ms": {k: round(t, 3) for k, t in d.timings_ms.items()},
         }

@@ -47,7 +47,23 @@ def station_config(tmp_path, product_dir):
             "logging": {"level": "warning"},
         }
         for k, v in sections.items():
-            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+            replaces = isinstance(v, dict) and "kind" in v and v["kind"] != data.get(k, {}).get("kind")
+            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and not replaces else v
         return write_config(tmp_path / "station.yaml", data)
 
     return make
+
+
+@pytest.fixture
+def no_thread_left():
+    """Every thread a test starts is joined by its teardown (use it with ``usefixtures``)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    end = time.monotonic() + 2
+    while (left := [t for t in set(threading.enumerate()) - before if t.is_alive()]) and (
+            time.monotonic() < end):
+        time.sleep(0.01)
+    assert not left, f"threads left running: {[t.name for t in left]}"

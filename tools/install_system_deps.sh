@@ -5,6 +5,12 @@ set -euo pipefail
 
 PACKAGES=(
   # the real parts the tests drive; each issue that adds a real part adds its packages here
+  systemd   # systemd-analyze verify/security, systemd-sysusers, systemd-tmpfiles (unit tests)
+  tmux      # the status CLI's rendering as a technician sees it
+  make      # make install into a staging directory
+  mosquitto  # MQTT broker: tests/integration/mqtt start their own on a free loopback port
+  # the PLC bridge: its firmware (AVR toolchain) and the simavr harness the tests run it in
+  gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1
 )
 
 missing=()

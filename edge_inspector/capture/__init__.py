@@ -5,9 +5,14 @@ from edge_inspector.capture.base import BufferStrategy, PartFactory, Source, Tri
 __all__ = ["BufferStrategy", "PartFactory", "Source", "Trigger", "build_source"]
 
 
-def build_source(cfg) -> Source:
-    """The source for a ``capture`` config (imports device libraries only when used)."""
+def build_source(cfg, triggers=None) -> Source:
+    """The source for a ``capture`` config (imports device libraries only when used). ``triggers``
+    is the daemon's trigger bus that software-triggered cameras wait on."""
     kind = cfg.kind
+    if kind in ("basler", "opencv"):
+        from importlib import import_module
+
+        return import_module(f"edge_inspector.capture.{kind}").build(cfg, triggers=triggers)
     if kind == "folder":
         from edge_inspector.capture.folder import FolderSource
 

@@ -12,8 +12,9 @@ import sys
 
 from edge_inspector import __version__
 from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.logs import configure
 
-COMMANDS = ["run", "status", "inspect", "config_cmd", "demo"]
+COMMANDS = ["run", "status", "inspect", "config_cmd", "demo", "doctor", "ctl"]
 OPTIONAL = ["cameras"]  # modules that may be absent in a trimmed install
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure("warning", "console")  # logs go to stderr; commands with a config set their own level
     try:
         return int(args.func(args) or 0)
     except EdgeInspectorError as exc:

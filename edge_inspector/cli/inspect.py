@@ -66,7 +66,8 @@ class OfflineInspector:
         from edge_inspector.regions import build_regions
 
         cfg = config_from(args)
-        if cfg.regions.reference is None and not has_reference:
+        if cfg.regions.reference is None and getattr(cfg.regions, "good_images", None) is None \
+                and not has_reference:
             raise ConfigError("regions.reference: give --reference (one-shot), a manifest with "
                               "references, or a config whose regions.reference is set")
         regions = build_regions(cfg.regions)

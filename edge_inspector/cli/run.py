@@ -18,4 +18,4 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_inspector.daemon import Station
 
     cfg = config_from(args)
-    return Station.build(cfg).run(max_parts=args.max_parts)
+    return Station.build(cfg, args.config, args.overrides).run(max_parts=args.max_parts)

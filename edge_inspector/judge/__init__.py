@@ -10,4 +10,8 @@ def build_judge(cfg, regions_threshold: float) -> Judge:
         from edge_inspector.judge.anomaly import AnomalyJudge
 
         return AnomalyJudge(cfg, regions_threshold)
+    if cfg.kind == "vlm":
+        from edge_inspector.judge.vlm import build
+
+        return build(cfg)
     raise ValueError(f"unknown judge kind {cfg.kind!r}")

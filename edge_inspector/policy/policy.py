@@ -28,6 +28,8 @@ class FailsafeConfig(ConfigModel):
                                    "confidence is below policy.min_confidence.")
     queue_overflow: Action = Field(Action.REJECT, description="Gate action for a part dropped because "
                                    "the inspection queue was full.")
+    paused: Action = Field(Action.REJECT, description="Gate action for a trigger while a technician "
+                           "has paused the station (`edge-inspector ctl pause`).")
 
     def action_for(self, reason: Reason) -> Action:
         return getattr(self, str(reason), Action.REJECT)
