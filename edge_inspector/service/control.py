@@ -273,7 +273,7 @@ def request(path: Path, cmd: str, timeout: float = 3.0) -> dict[str, Any]:
         try:
             sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ControlError(f"the daemon is not running (no one listens on {path})") from exc
+            raise ControlError(f"no one listens on {path}") from exc
         except PermissionError as exc:
             raise ControlError(f"no permission to use {path}: add yourself to the socket's group "
                                "(service.control.group) and log in again") from exc
