@@ -179,9 +179,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{source}: invalid configuration\n  capture.kind: required (which source: "
                           "demo, folder, basler, opencv)")
     try:
-        return Config.model_validate(data, context={"base_dir": base_dir})
+        cfg = Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, data, source)) from None
+    return _with_recipe_regions(cfg)
+
+
+def _with_recipe_regions(cfg: Config) -> Config:
+    """A recipe with a ``regions`` block chooses the product's regions model: it replaces the station's
+    regions section (its paths are relative to the recipe). A missing recipe is the judge's to report."""
+    recipe = getattr(cfg.judge, "recipe", None)
+    if recipe is None or not Path(recipe).is_file():
+        return cfg
+    try:
+        block = (yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}).get("regions")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return cfg  # the judge's recipe loader reports a broken recipe with its own message
+    if block is None:
+        return cfg
+    data = Config.fill_default_kinds({"regions": block})
+    try:
+        block = _RecipeRegions.model_validate(data, context={"base_dir": Path(recipe).resolve().parent})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, data, f"recipe {recipe}")) from None
+    return cfg.model_copy(update={"regions": block.regions})
+
+
+class _RecipeRegions(ConfigModel):
+    regions: RegionsConfig = Field(description="A recipe's regions block.")
 
 
 def json_schema() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -51,6 +52,10 @@ class Recipe(ConfigModel):
     rules: list[str] = Field(default_factory=list, description="Domain rules for the judge, one per item.")
     references: list[ConfigPath] = Field(default_factory=list, description=(
         "Known-good reference images (one-shot), relative to the recipe file."))
+    regions: dict[str, Any] | None = Field(None, description=(
+        "The product's regions model, with the keys of the station config's regions section (kind: "
+        "variation or texture, reference, good_images, ...; paths relative to the recipe). When set, it "
+        "replaces the station's regions section, so the recipe chooses the model per product."))
     calibration: Calibration | None = Field(None, description="Written by tools/calibrate.py.")
 
     @field_validator("defects")

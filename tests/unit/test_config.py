@@ -91,3 +91,31 @@ def test_schema_documents_every_field():
     walk(Config, "")
     assert undocumented == []
     assert Path  # keep import used
+
+
+def _recipe(tmp_path, regions_block: str) -> Path:
+    (tmp_path / "good").mkdir(exist_ok=True)
+    recipe = tmp_path / "castings.yaml"
+    recipe.write_text("product: a casting\ndefects:\n  - name: pore\n    description: a round cavity\n"
+                      + regions_block)
+    return recipe
+
+
+def test_the_recipe_chooses_the_regions_model(tmp_path):
+    recipe = _recipe(tmp_path, "regions:\n  kind: texture\n  good_images: good\n")
+    cfg = load_config(None, ["judge.kind=vlm", f"judge.model_dir={tmp_path}", f"judge.recipe={recipe}",
+                             "regions.kind=variation"])
+    assert cfg.regions.kind == "texture"
+    assert cfg.regions.good_images == tmp_path / "good"  # relative to the recipe
+
+
+def test_a_bad_regions_block_in_the_recipe_names_the_recipe_and_key(tmp_path):
+    recipe = _recipe(tmp_path, "regions:\n  kind: texture\n  sensitivty: 2\n")
+    with pytest.raises(ConfigError, match=r"recipe .*castings.yaml: invalid configuration\n  regions.sensitivty: unknown key"):
+        load_config(None, ["judge.kind=vlm", f"judge.model_dir={tmp_path}", f"judge.recipe={recipe}"])
+
+
+def test_a_recipe_without_regions_keeps_the_station_model(tmp_path):
+    recipe = _recipe(tmp_path, "")
+    cfg = load_config(None, ["judge.kind=vlm", f"judge.model_dir={tmp_path}", f"judge.recipe={recipe}"])
+    assert cfg.regions.kind == "variation"
