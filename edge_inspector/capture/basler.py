@@ -19,14 +19,15 @@ offline) shows in :meth:`BaslerSource.health` and in ``camera_state`` log events
 Images leave the source as 8-bit numpy arrays: mono formats as ``(H, W)`` ``Mono8``, colour and Bayer
 formats as ``(H, W, 3)`` BGR (OpenCV order), converted by pylon's image format converter.
 
-pypylon is imported lazily: importing this module does not need it.
+pypylon is imported lazily: importing this module does not need it. Device lookup, GenICam feature
+setting and release are in :mod:`edge_inspector.capture.basler_pylon`; state, health, the trigger
+dispatch and the reopen loop in :class:`edge_inspector.capture.camera.CameraSource`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -34,15 +35,28 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from edge_inspector.capture.base import BufferStrategy, PartFactory, Source, Trigger
+from edge_inspector.capture.base import BufferStrategy, PartFactory, Trigger
+from edge_inspector.capture.basler_pylon import (
+    FeatureValue,
+    RemovalHandler,
+    configure,
+    describe,
+    find_device,
+    gone,
+    interface_name,
+    load_pylon,
+    release,
+)
+from edge_inspector.capture.camera import CameraSource
 from edge_inspector.capture.triggers import CameraState, TriggerBus, TriggerEvent
 from edge_inspector.config_base import ConfigModel
-from edge_inspector.envelope import Frame, Reason
+from edge_inspector.envelope import Frame
 from edge_inspector.errors import StartupError
 
-log = structlog.get_logger(__name__)
+__all__ = ["BaslerSource", "BaslerSourceConfig", "CameraState", "FeatureValue", "build",
+           "find_device", "interface_name"]
 
-FeatureValue = bool | int | float | str
+log = structlog.get_logger(__name__)
 
 
 class BaslerSourceConfig(ConfigModel):
@@ -100,58 +114,22 @@ class BaslerSourceConfig(ConfigModel):
         return self
 
 
-def _pylon() -> tuple[Any, Any]:
-    try:
-        from pypylon import genicam, pylon
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise StartupError("a Basler camera is configured but pypylon is not installed "
-                           "(pip install pypylon)") from exc
-    return pylon, genicam
-
-
-def interface_name(device_class: str) -> str:
-    """pylon's device class as a person names the interface."""
-    return {"BaslerGigE": "GigE", "BaslerUsb": "USB3", "BaslerCamEmu": "Emulation",
-            "BaslerGTC/Basler/CXP": "CoaXPress"}.get(device_class, device_class)
-
-
-def find_device(cfg: BaslerSourceConfig) -> Any:
-    """The pylon DeviceInfo that ``cfg`` selects. Raises StartupError naming what pylon sees."""
-    pylon, _ = _pylon()
-    devices = list(pylon.TlFactory.GetInstance().EnumerateDevices())
-    if cfg.serial:
-        match = [d for d in devices if d.GetSerialNumber() == cfg.serial]
-        wanted = f"serial number {cfg.serial}"
-    elif cfg.user_name:
-        match = [d for d in devices if d.GetUserDefinedName() == cfg.user_name]
-        wanted = f"user-defined name {cfg.user_name!r}"
-    else:
-        match, wanted = devices[:1], "any serial number"
-    if not match:
-        seen = ", ".join(f"{d.GetModelName()} {d.GetSerialNumber()}" for d in devices) or "none"
-        raise StartupError(f"camera {cfg.name!r}: no Basler camera with {wanted} is connected "
-                           f"(pylon sees: {seen})")
-    return match[0]
-
-
-class BaslerSource(Source):
+class BaslerSource(CameraSource):
     """One Basler camera. ``open()`` raises :class:`StartupError` naming the camera and feature."""
 
+    kind = "basler"
+    cfg: BaslerSourceConfig
+
     def __init__(self, cfg: BaslerSourceConfig, triggers: TriggerBus | None = None) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+        super().__init__(cfg, triggers)
         self.buffer_strategy = cfg.buffer
-        self.triggers = triggers or TriggerBus()
         self.device = ""  # "<model> <serial>" once opened
-        self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._cam: Any = None
         self._removed = threading.Event()  # set by pylon's configuration event for _cam
         self._converter: Any = None
-        self._state = CameraState.OFFLINE
         self._online_since = 0.0
         self._timeouts = 0
-        self._closing = threading.Event()
         self._reconnector: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -170,39 +148,16 @@ class BaslerSource(Source):
         with self._lock:
             cam, self._cam = self._cam, None
         if cam is not None:
-            _release(cam)
+            release(cam)
         self._set_state(CameraState.OFFLINE, "closed")
 
-    def health(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "basler", "state": str(self._state),
-                "device": self.device, "trigger": self.cfg.trigger,
-                "pending_triggers": self.triggers.pending, **self.stats}
-
-    @property
-    def state(self) -> CameraState:
-        return self._state
+    def _device_label(self) -> str:
+        return self.device
 
     # -- frames ----------------------------------------------------------------------------------
 
-    def frames(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
-        if self.cfg.trigger == "software":
-            return self._triggered(parts, stop)
-        return self._streaming(parts, stop)
-
-    def _triggered(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
-        # Ends only once stop is set and the bus is empty: every event fired becomes a frame.
-        while True:
-            self._check_removed()
-            event = self.triggers.wait(0.05)
-            if event is None:
-                if stop.is_set() or self.triggers.closed:
-                    return
-                continue
-            trig = parts.trigger(self.name, t_mono=event.t_mono)
-            if stop.is_set():
-                yield self._offline(trig, event, "the source stopped before the grab")
-            else:
-                yield self._software_grab(trig, event)
+    def _poll(self) -> None:
+        self._check_removed()
 
     def _streaming(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
         free_run = self.cfg.trigger == "free_run"
@@ -221,7 +176,7 @@ class BaslerSource(Source):
                 continue
             t_grab = time.monotonic()
             if not result.IsValid():
-                if _gone(cam):
+                if gone(cam):
                     self._lose(cam, "device closed or removed while grabbing")
                 elif free_run:
                     self._count_timeout(cam)
@@ -231,7 +186,8 @@ class BaslerSource(Source):
                 frame = self._result_frame(trig, result, t_grab, {"trigger_origin": self.cfg.trigger})
             yield frame
 
-    def _software_grab(self, trig: Trigger, event: TriggerEvent) -> Frame:
+    def _grab(self, trig: Trigger, event: TriggerEvent, stop: threading.Event) -> Frame:
+        """Software trigger: fire the camera and wait for that frame."""
         with self._lock:
             cam, state, since = self._cam, self._state, self._online_since
         if cam is None or state is not CameraState.ONLINE or event.t_mono < since:
@@ -248,7 +204,7 @@ class BaslerSource(Source):
             self._lose(cam, f"grab error: {exc}")
             return self._offline(trig, event, f"camera {self.name} failed during the grab: {exc}")
         if result is None or not result.IsValid():
-            if _gone(cam):
+            if gone(cam):
                 self._lose(cam, "device closed or removed while grabbing")
                 return self._offline(trig, event, f"camera {self.name} was lost during the grab")
             why = "camera not ready for a trigger" if result is None else f"no frame within {timeout} ms"
@@ -284,12 +240,6 @@ class BaslerSource(Source):
                                              else pylon.PixelType_BGR8packed)
         return self._converter.Convert(result).GetArray()
 
-    def _offline(self, trig: Trigger, event: TriggerEvent, error: str) -> Frame:
-        self.stats["offline_triggers"] += 1
-        log.warning("trigger_while_camera_down", camera=self.name, part_id=trig.part_id,
-                    state=str(self._state), error=error)
-        return trig.frame(None, error=error, error_reason=Reason.CAMERA_OFFLINE, meta=event.meta())
-
     def _timed_out(self, cam: Any, trig: Trigger, event: TriggerEvent, error: str) -> Frame:
         self._count_timeout(cam)
         return trig.frame(None, error=f"grab timeout: {error}", meta=event.meta())
@@ -314,11 +264,11 @@ class BaslerSource(Source):
 
     @property
     def _pylon(self) -> Any:
-        return _pylon()[0]
+        return load_pylon()[0]
 
     def _connect(self) -> tuple[Any, threading.Event]:
         """Find, open, configure and start grabbing. Raises StartupError naming camera + feature."""
-        pylon, genicam = _pylon()
+        pylon, genicam = load_pylon()
         info = find_device(self.cfg)
         self.device = f"{info.GetModelName()} {info.GetSerialNumber()}"
         removed = threading.Event()
@@ -326,93 +276,21 @@ class BaslerSource(Source):
             cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(info))
         except genicam.GenericException as exc:
             raise StartupError(f"camera {self.name!r} ({self.device}): cannot create the device: "
-                               f"{_describe(exc)}") from exc
+                               f"{describe(exc)}") from exc
         try:
-            cam.RegisterConfiguration(_RemovalHandler(removed), pylon.RegistrationMode_Append,
+            cam.RegisterConfiguration(RemovalHandler(removed), pylon.RegistrationMode_Append,
                                       pylon.Cleanup_Delete)
             cam.Open()
-            self._configure(cam)
+            configure(cam, self.cfg, self.device)
             cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
         except StartupError:
-            _release(cam)
+            release(cam)
             raise
         except genicam.GenericException as exc:
-            _release(cam)
-            raise StartupError(f"camera {self.name!r} ({self.device}): {_describe(exc)}") from exc
+            release(cam)
+            raise StartupError(f"camera {self.name!r} ({self.device}): {describe(exc)}") from exc
         self._timeouts = 0
         return cam, removed
-
-    def _configure(self, cam: Any) -> None:
-        c, setf = self.cfg, self._setter(cam)
-        if c.pixel_format is not None:
-            setf("PixelFormat", c.pixel_format)
-        # Offsets first to 0, so that a larger width/height fits; then size; then the offsets.
-        for name, value in (("OffsetX", c.offset_x), ("OffsetY", c.offset_y)):
-            if value is not None:
-                setf(name, 0)
-        for name, value in (("Width", c.width), ("Height", c.height),
-                            ("OffsetX", c.offset_x), ("OffsetY", c.offset_y)):
-            if value is not None:
-                setf(name, value)
-        if c.exposure_us is not None:
-            setf("ExposureAuto", "Off", optional=True)
-            setf(("ExposureTime", "ExposureTimeAbs"), c.exposure_us)
-        if c.gain_db is not None:
-            setf("GainAuto", "Off", optional=True)
-            setf("Gain", c.gain_db)
-        if c.packet_size is not None:
-            setf("GevSCPSPacketSize", c.packet_size)
-        if c.inter_packet_delay is not None:
-            setf("GevSCPD", c.inter_packet_delay)
-        setf("TriggerSelector", "FrameStart")
-        if c.trigger == "free_run":
-            setf("TriggerMode", "Off")
-            if c.frame_rate_hz is not None:
-                setf("AcquisitionFrameRateEnable", True)
-                setf(("AcquisitionFrameRate", "AcquisitionFrameRateAbs"), c.frame_rate_hz)
-        else:
-            setf("TriggerMode", "On")
-            setf("TriggerSource", "Software" if c.trigger == "software" else c.trigger_line)
-            if c.trigger == "hardware":
-                setf("TriggerActivation", c.trigger_activation)
-        for name, value in c.features.items():
-            setf(name, value)
-
-    def _setter(self, cam: Any) -> Any:
-        pylon, genicam = _pylon()
-        nodemap = cam.GetNodeMap()
-        where = f"camera {self.name!r} ({self.device})"
-
-        def setf(names: str | tuple[str, ...], value: FeatureValue, optional: bool = False) -> None:
-            names = (names,) if isinstance(names, str) else names
-            node = next((n for n in map(nodemap.GetNode, names) if n is not None and n.IsValid()),
-                        None)
-            if node is None:
-                if optional:
-                    return
-                raise StartupError(f"{where}: this model has no {names[0]} feature")
-            name = node.Node.GetName()
-            if not node.IsWritable():
-                raise StartupError(f"{where}: {name} is not writable")
-            if isinstance(node, pylon.EnumParameter) and str(value) not in node.Symbolics:
-                raise StartupError(f"{where}: {name} {value!r} is not supported; this model "
-                                   f"offers {', '.join(node.Symbolics)}")
-            if isinstance(node, (pylon.IntegerParameter, pylon.FloatParameter)):
-                lo, hi = node.Min, node.Max
-                if not lo <= value <= hi:
-                    raise StartupError(f"{where}: {name} {value} is out of the camera's range "
-                                       f"[{lo:g}, {hi:g}]")
-                if isinstance(node, pylon.IntegerParameter) and (value - lo) % node.Inc:
-                    raise StartupError(f"{where}: {name} {value} is not a valid step: it must be "
-                                       f"{lo} plus a multiple of {node.Inc}")
-            try:
-                node.Value = value
-            except genicam.GenericException as exc:
-                raise StartupError(f"{where}: cannot set {name} to {value!r}: "
-                                   f"{_describe(exc)}") from exc
-            log.debug("camera_feature_set", camera=self.name, feature=name, value=value)
-
-        return setf
 
     def _check_removed(self) -> None:
         if self._removed.is_set():
@@ -433,69 +311,18 @@ class BaslerSource(Source):
         self._reconnector.start()
 
     def _reconnect(self, lost: Any) -> None:
-        _release(lost)  # here, not in the grab loop: a dying device may take a while to close
-        delay, attempt = self.cfg.reconnect_backoff_s, 0
-        while not self._closing.wait(delay):
-            attempt += 1
-            try:
-                cam, removed = self._connect()
-            except StartupError as exc:
-                log.warning("camera_reopen_failed", camera=self.name, attempt=attempt, error=str(exc),
-                            next_in_s=min(delay * 2, self.cfg.reconnect_max_s))
-                if attempt >= self.cfg.offline_after_attempts:
-                    self._set_state(CameraState.OFFLINE, f"{attempt} reopen attempts failed")
-                delay = min(delay * 2, self.cfg.reconnect_max_s)
-                continue
-            with self._lock:
-                if self._closing.is_set():
-                    _release(cam)
-                    return
-                self._cam, self._removed, self._online_since = cam, removed, time.monotonic()
-                self.stats["reconnects"] += 1
-                self._set_state(CameraState.ONLINE, f"reopened after {attempt} attempt(s)")
+        release(lost)  # here, not in the grab loop: a dying device may take a while to close
+        got = self._reopen(self._connect, lambda error, next_in_s: {"error": str(error),
+                                                                    "next_in_s": next_in_s})
+        if got is None:
             return
-
-    def _set_state(self, state: CameraState, reason: str) -> None:
-        previous, self._state = self._state, state
-        if previous is not state:
-            emit = log.info if state is CameraState.ONLINE or reason == "closed" else log.warning
-            emit("camera_state", camera=self.name, device=self.device, state=str(state),
-                 previous=str(previous), reason=reason)
-
-
-class _RemovalHandler:
-    """pylon's configuration event handler, made lazily (pypylon is imported on first use)."""
-
-    def __new__(cls, removed: threading.Event) -> Any:
-        pylon, _ = _pylon()
-
-        class Handler(pylon.ConfigurationEventHandler):
-            def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 - pylon's name
-                removed.set()  # pylon's thread: only flag it; the grab loop reconnects
-
-        return Handler()
-
-
-def _gone(cam: Any) -> bool:
-    try:
-        return bool(cam.IsCameraDeviceRemoved() or not cam.IsPylonDeviceAttached()
-                    or not cam.IsOpen() or not cam.IsGrabbing())
-    except Exception:  # noqa: BLE001
-        return True
-
-
-def _release(cam: Any) -> None:
-    """Stop, close and destroy, ignoring errors: the device may already be gone."""
-    for step in ("StopGrabbing", "Close", "DestroyDevice"):
-        try:
-            getattr(cam, step)()
-        except Exception as exc:  # noqa: BLE001
-            log.debug("camera_release_step_failed", step=step, error=str(exc))
-
-
-def _describe(exc: Exception) -> str:
-    text = str(getattr(exc, "GetDescription", lambda: str(exc))())
-    return text.split(" : ")[0].strip() if " : " in text else text.strip()
+        (cam, removed), attempts = got
+        with self._lock:
+            if self._closing.is_set():
+                release(cam)
+                return
+            self._cam, self._removed, self._online_since = cam, removed, time.monotonic()
+            self._reopened(attempts)
 
 
 def build(cfg: BaslerSourceConfig, triggers: TriggerBus | None = None) -> BaslerSource:

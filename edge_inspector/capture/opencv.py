@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -33,10 +33,11 @@ import numpy as np
 import structlog
 from pydantic import Field, model_validator
 
-from edge_inspector.capture.base import BufferStrategy, PartFactory, Source, Trigger
+from edge_inspector.capture.base import BufferStrategy, PartFactory, Trigger
+from edge_inspector.capture.camera import CameraSource
 from edge_inspector.capture.triggers import CameraState, TriggerBus, TriggerEvent
 from edge_inspector.config_base import ConfigModel, ConfigPath
-from edge_inspector.envelope import Frame, Reason
+from edge_inspector.envelope import Frame
 from edge_inspector.errors import StartupError
 
 log = structlog.get_logger(__name__)
@@ -89,21 +90,19 @@ class OpenCVSourceConfig(ConfigModel):
         return self.file is None
 
 
-class OpenCVSource(Source):
+class OpenCVSource(CameraSource):
     """A USB camera, a stream or a video file. ``open()`` raises StartupError if it cannot open."""
 
+    kind = "opencv"
+    cfg: OpenCVSourceConfig
+
     def __init__(self, cfg: OpenCVSourceConfig, triggers: TriggerBus | None = None) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+        super().__init__(cfg, triggers)
         self.buffer_strategy = cfg.buffer or (BufferStrategy.DROP_OLDEST if cfg.live
                                               else BufferStrategy.WAIT)
-        self.triggers = triggers or TriggerBus()
-        self.stats: Counter[str] = Counter()
         self._cap: Any = None
-        self._state = CameraState.OFFLINE
         self._buf: deque[tuple[np.ndarray, float, int]] = deque()  # (image, t_mono, frame index)
         self._cond = threading.Condition()
-        self._closing = threading.Event()
         self._reader: threading.Thread | None = None
         self._index = 0  # frames read so far (file position / live frame counter)
         self._eof = False
@@ -138,23 +137,15 @@ class OpenCVSource(Source):
             self._cap = None
         self._set_state(CameraState.OFFLINE, "closed")
 
-    def health(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "opencv", "state": str(self._state),
-                "device": self._what(), "trigger": self.cfg.trigger,
-                "pending_triggers": self.triggers.pending, **self.stats}
+    def _device_label(self) -> str:
+        return self._what()
 
-    @property
-    def state(self) -> CameraState:
-        return self._state
+    def _offline_source(self) -> str:
+        return self._what()
 
     # -- frames ----------------------------------------------------------------------------------
 
-    def frames(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
-        if self.cfg.trigger == "software":
-            return self._triggered(parts, stop)
-        return self._free_run(parts, stop)
-
-    def _free_run(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
+    def _streaming(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
         period = 1.0 / self.cfg.rate_hz if self.cfg.rate_hz else 0.0
         next_t = time.monotonic()
         while not stop.is_set():
@@ -173,21 +164,8 @@ class OpenCVSource(Source):
                              meta={"camera_frame_id": index, "grab_mono": t_mono,
                                    "trigger_origin": "free_run"})
 
-    def _triggered(self, parts: PartFactory, stop: threading.Event) -> Iterator[Frame]:
-        # Ends only once stop is set and the bus is empty: every event fired becomes a frame.
-        while True:
-            event = self.triggers.wait(0.05)
-            if event is None:
-                if stop.is_set() or self.triggers.closed:
-                    return
-                continue
-            trig = parts.trigger(self.name, t_mono=event.t_mono)
-            if stop.is_set():
-                yield self._offline(trig, event, "the source stopped before the grab")
-            else:
-                yield self._grab_for(trig, event, stop)
-
-    def _grab_for(self, trig: Trigger, event: TriggerEvent, stop: threading.Event) -> Frame:
+    def _grab(self, trig: Trigger, event: TriggerEvent, stop: threading.Event) -> Frame:
+        """Software trigger: the next file frame, or the first live frame at/after the trigger."""
         meta = event.meta()
         if not self.cfg.live:
             got = self._next_file()
@@ -209,13 +187,6 @@ class OpenCVSource(Source):
         image, t_mono, index = got
         return trig.frame(image, source=f"{self._what()}#{index}",
                           meta={**meta, "camera_frame_id": index, "grab_mono": t_mono})
-
-    def _offline(self, trig: Trigger, event: TriggerEvent, error: str) -> Frame:
-        self.stats["offline_triggers"] += 1
-        log.warning("trigger_while_camera_down", camera=self.name, part_id=trig.part_id,
-                    state=str(self._state), error=error)
-        return trig.frame(None, source=self._what(), error=error,
-                          error_reason=Reason.CAMERA_OFFLINE, meta=event.meta())
 
     # -- file ------------------------------------------------------------------------------------
 
@@ -255,24 +226,15 @@ class OpenCVSource(Source):
         return None
 
     def _read_loop(self) -> None:
-        cap, failures, delay, attempt = self._cap, 0, self.cfg.reconnect_backoff_s, 0
+        cap, failures = self._cap, 0
         while not self._closing.is_set():
             if cap is None:
-                if self._closing.wait(delay):
+                got = self._reopen(self._open_capture, lambda error, next_in_s: {"target": self._what()})
+                if got is None:
                     break
-                attempt += 1
-                cap = self._open_capture()
-                if cap is None:
-                    log.warning("camera_reopen_failed", camera=self.name, attempt=attempt,
-                                target=self._what())
-                    if attempt >= self.cfg.offline_after_attempts:
-                        self._set_state(CameraState.OFFLINE, f"{attempt} reopen attempts failed")
-                    delay = min(delay * 2, self.cfg.reconnect_max_s)
-                    continue
-                self._cap, failures, delay = cap, 0, self.cfg.reconnect_backoff_s
-                self.stats["reconnects"] += 1
-                self._set_state(CameraState.ONLINE, f"reopened after {attempt} attempt(s)")
-                attempt = 0
+                cap, attempts = got
+                self._cap, failures = cap, 0
+                self._reopened(attempts)
             ok, image = cap.read()
             if not ok:
                 failures += 1
@@ -322,12 +284,6 @@ class OpenCVSource(Source):
         c = self.cfg
         return f"usb:{c.device}" if c.device is not None else (c.url or f"file:{c.file}")
 
-    def _set_state(self, state: CameraState, reason: str) -> None:
-        previous, self._state = self._state, state
-        if previous is not state:
-            emit = log.info if state is CameraState.ONLINE or reason == "closed" else log.warning
-            emit("camera_state", camera=self.name, device=self._what(), state=str(state),
-                 previous=str(previous), reason=reason)
 
 
 def build(cfg: OpenCVSourceConfig, triggers: TriggerBus | None = None) -> OpenCVSource:
