@@ -111,5 +111,5 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not(station, tmp_path):
 
 
 def test_client_errors_are_clear(tmp_path):
-    with pytest.raises(ControlError, match="not running"):
+    with pytest.raises(ControlError, match="no one listens on"):
         request(tmp_path / "none.sock", "status")
