@@ -19,15 +19,10 @@ import time
 
 import yaml
 
+from edge_inspector.regions.boxes import iou
 from edge_inspector.regions.variation import VariationConfig, VariationModel
 from edge_inspector.synth.pcb import BoardDesign, Capture, make_board
 
-
-def iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def main() -> None:

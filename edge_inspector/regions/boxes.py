@@ -93,3 +93,12 @@ def summarize(a: np.ndarray, valid: np.ndarray, boxes: list[Box],
     # no box: the strongest evidence that survives a 3x3 erosion, kept below the threshold
     robust = float(cv2.erode(a, np.ones((3, 3), np.uint8)).max()) if a.size else 0.0
     return summary, min(robust, threshold * 0.999)
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two boxes ``[x1, y1, x2, y2]`` (x2, y2 exclusive); 0 when empty."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

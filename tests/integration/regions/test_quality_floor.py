@@ -1,15 +1,10 @@
 """The quality floor of the one-shot variation model, on designs and seeds no other test uses:
 every defective board rejected, no jittered good board rejected, box recall >= 0.95 at IoU > 0.33."""
 
+from edge_inspector.regions.boxes import iou
 from edge_inspector.regions.variation import VariationConfig, VariationModel
 from edge_inspector.synth.pcb import BoardDesign, make_board
 
-
-def iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_quality_floor_on_unseen_designs():

@@ -8,6 +8,7 @@ from edge_inspector.capture.base import PartFactory
 from edge_inspector.config import load_config
 from edge_inspector.errors import StartupError
 from edge_inspector.regions import build_regions
+from edge_inspector.regions.boxes import iou
 from edge_inspector.regions.texture import TextureConfig, TextureFinder, TextureModel
 
 FAST = dict(bank_size=2048)
@@ -29,12 +30,6 @@ def surface(seed: int, size=(240, 320), pits=()) -> np.ndarray:
         img[blob] = 60 + rng.normal(0, 30, blob.sum())
     return np.clip(img, 0, 255).astype(np.uint8)
 
-
-def iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @pytest.fixture(scope="module")

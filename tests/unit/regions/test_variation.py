@@ -2,16 +2,10 @@ import numpy as np
 import pytest
 
 from edge_inspector.capture.base import PartFactory
-from edge_inspector.regions.boxes import BoxParams, pad_box
+from edge_inspector.regions.boxes import BoxParams, iou, pad_box
 from edge_inspector.regions.variation import VariationConfig, VariationFinder, VariationModel
 from edge_inspector.synth.pcb import make_board
 
-
-def iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @pytest.fixture(scope="module")
