@@ -45,12 +45,25 @@ def make_link():
         link = BridgeLink(cfg, stall_timeout_s=30.0)
         links.append(link)
         link.start()
-        wait_for(lambda: link.state == "ready", 3.0)
+        wait_settled(link)
         return link
 
     yield make
     for link in links:
         link.close()
+
+
+def wait_settled(link: BridgeLink, quiet_s: float = 0.25, timeout: float = 5.0) -> None:
+    """Ready, and still ready ``quiet_s`` later: the bridge's boot INFO, which may still sit in the
+    pty when the link opens, makes a second handshake right after the first."""
+    end, since = time.monotonic() + timeout, None
+    while True:
+        now = time.monotonic()
+        since = (since or now) if link.state == "ready" else None
+        if since is not None and now - since >= quiet_s:
+            return
+        assert now < end, f"link not settled: {link.state}"
+        time.sleep(0.002)
 
 
 def wait_for(cond, timeout: float = 3.0) -> None:
