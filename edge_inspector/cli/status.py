@@ -56,7 +56,7 @@ def db_view(status: dict) -> list:
     t = status["totals"]
     head = [f"[bold]edge-inspector[/bold]  {status['database']}"]
     if status.get("daemon"):
-        head.append(f"[yellow]daemon not running[/yellow] ({status['daemon']}): totals from the database")
+        head.append(f"[yellow]daemon not running[/yellow]: totals from the database ({status['daemon']})")
     head.append(f"parts {t['parts']}   PASS {t['PASS']}   REJECT {t['REJECT']}   "
                 f"NO-READ {t['NO-READ']}   reject rate {t['reject_rate'] * 100:.1f} %")
     return [*head, decisions_table(status["last"])]
