@@ -95,10 +95,18 @@ def summarize(a: np.ndarray, valid: np.ndarray, boxes: list[Box],
     return summary, min(robust, threshold * 0.999)
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two boxes ``[x1, y1, x2, y2]`` (x2, y2 exclusive); 0 when empty."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N x 4) with every box in ``b`` (M x 4); x2, y2 exclusive."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def iou(a, b) -> float:
+    """IoU of two boxes ``[x1, y1, x2, y2]`` (x2, y2 exclusive); 0 when both are empty."""
+    return float(box_iou(np.asarray(a), np.asarray(b))[0, 0])

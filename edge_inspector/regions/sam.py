@@ -25,6 +25,7 @@ from pydantic import Field
 from edge_inspector.config_base import ConfigModel
 from edge_inspector.envelope import Box
 from edge_inspector.errors import StartupError
+from edge_inspector.regions.boxes import box_iou
 from edge_inspector.regions.peaks import Peak, find_peaks
 
 log = structlog.get_logger(__name__)
@@ -43,18 +44,6 @@ class SamSettings(ConfigModel):
                            "the smaller one mostly inside the larger) are merged.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where SAM runs; auto: the GPU "
                                                    "when there is one.")
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N x 4) with every box in ``b`` (M x 4); x2, y2 exclusive."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
