@@ -1,7 +1,13 @@
 """The SQLite store: one row per inspection (WAL, one writer), with schema migrations.
 
-The schema version lives in ``PRAGMA user_version``; each migration runs in a transaction, after a
-copy of the database file is taken (``<db>.bak-v<old>``), so a failed upgrade loses nothing.
+The store owns the ``inspections`` table and its migrations (``outputs/schema.py``: the version is
+``PRAGMA user_version``; each migration runs in a transaction after a copy ``<db>.bak-v<old>``). A
+table written in the same transaction as the row (the MQTT outbox) belongs to its own owner, a
+:class:`TableWriter` that migrates its own schema when the store opens the file.
+
+Connections: the store's one connection is written by the worker thread only, and closed by the
+daemon after the worker and every service are stopped; services that read or prune the file (the
+MQTT publisher, retention) open their own connection on their own thread.
 """
 
 from __future__ import annotations
@@ -9,16 +15,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlite_utils
 import structlog
 
 from edge_inspector.envelope import Inspection
+from edge_inspector.errors import StartupError
+from edge_inspector.outputs import schema
 from edge_inspector.outputs.base import Output
-from edge_inspector.outputs.images import RejectImages
+from edge_inspector.versions import Versions
 
 log = structlog.get_logger(__name__)
 
@@ -42,13 +50,34 @@ def _v1(db: sqlite_utils.Database) -> None:
 
 
 def _v2(db: sqlite_utils.Database) -> None:
-    from edge_inspector.outputs.mqtt.outbox import create_table
-
-    create_table(db)  # the MQTT outbox, written in the same transaction as the inspection row
+    """v2 created the MQTT outbox's table here; the outbox now owns and migrates it itself."""
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    db[TABLE].add_column("recipe", str)
+    db[TABLE].add_column("recipe_version", str)
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DuplicatePart(RuntimeError):
+    """A row for this part id exists already: the store never overwrites an inspection."""
+
+
+class TableWriter(Protocol):
+    """A table written inside the row's transaction, owned (and migrated) by someone else."""
+
+    name: str
+
+    def migrate(self, db: sqlite_utils.Database, path: Path) -> None: ...
+
+    def write(self, db: sqlite_utils.Database, inspection: Inspection) -> None: ...
+
+
+class ImageSaver(Protocol):
+    def save(self, inspection: Inspection) -> str | None: ...
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
@@ -64,27 +93,11 @@ def connect(path: Path, readonly: bool = False) -> sqlite_utils.Database:
 
 
 def migrate(db: sqlite_utils.Database, path: Path) -> int:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"{path}: schema version {version} is newer than this program's "
-                           f"({SCHEMA_VERSION}); upgrade edge-inspector")
-    if 0 < version < SCHEMA_VERSION:
-        backup = path.with_name(f"{path.name}.bak-v{version}")
-        dest = sqlite3.connect(str(backup))
-        db.conn.backup(dest)
-        dest.close()
-        log.info("store_backup", path=str(backup), version=version)
-    for v in range(version, SCHEMA_VERSION):
-        with db.conn:
-            db.conn.execute("BEGIN")
-            MIGRATIONS[v](db)
-            db.conn.execute(f"PRAGMA user_version={v + 1}")
-        log.info("store_migrated", to_version=v + 1)
-    return SCHEMA_VERSION
+    """The store's own tables to :data:`SCHEMA_VERSION` (StartupError for a newer file)."""
+    return schema.migrate(db, path, schema.USER_VERSION, MIGRATIONS)
 
 
-def row_for(inspection: Inspection, model_hash: str, config_hash: str,
-            image_path: str | None) -> dict[str, Any]:
+def row_for(inspection: Inspection, versions: Versions, image_path: str | None) -> dict[str, Any]:
     j = inspection.to_json()
     t = inspection.decision.timings_ms
     return {
@@ -96,8 +109,12 @@ def row_for(inspection: Inspection, model_hash: str, config_hash: str,
         "boxes": json.dumps(j["regions"]), "votes": json.dumps(j["votes"]),
         "map": json.dumps(j["map"]), "timings": json.dumps(j["timings_ms"]),
         **{f"t_{k}_ms": t.get(k) for k in ("capture", "queue", "regions", "judge", "policy", "total")},
-        "model_hash": model_hash, "config_hash": config_hash, "image_path": image_path,
+        "model_hash": versions.model, "config_hash": versions.config, "recipe": versions.recipe,
+        "recipe_version": versions.recipe_version, "image_path": image_path,
     }
+
+
+UNKNOWN = Versions(station="", model="", config="")
 
 
 class Store(Output):
@@ -105,35 +122,52 @@ class Store(Output):
 
     name = "store"
 
-    def __init__(self, path: Path, images: RejectImages | None, model_hash: str, config_hash: str,
-                 same_transaction: list[Callable[[sqlite_utils.Database, Inspection], None]] | None = None
-                 ) -> None:
-        """``same_transaction``: writers called with (db, inspection) inside the row's transaction
-        (the MQTT outbox): the row and what they write are committed together or not at all."""
+    def __init__(self, path: Path, images: ImageSaver | None = None,
+                 versions: Callable[[], Versions] = lambda: UNKNOWN,
+                 writers: Sequence[TableWriter] = ()) -> None:
+        """``versions``: what each row is stamped with (the stages in force, read per part).
+        ``writers``: tables written inside the row's transaction (the MQTT outbox): the row and what
+        they write are committed together or not at all."""
         self.path = Path(path)
-        self.same_transaction = list(same_transaction or [])
-        self.db = connect(self.path)
-        ok = self.db.execute("PRAGMA integrity_check").fetchone()[0]
-        if ok != "ok":
-            raise RuntimeError(f"{self.path}: integrity check failed: {ok}")
-        migrate(self.db, self.path)
         self.images = images
-        self.model_hash = model_hash
-        self.config_hash = config_hash
+        self.versions = versions
+        self.writers = list(writers)
         self.rows = 0
+        self.refused = 0
+        self.db = connect(self.path)
+        try:
+            ok = self.db.execute("PRAGMA integrity_check").fetchone()[0]
+            if ok != "ok":
+                raise StartupError(f"{self.path}: the database failed its integrity check ({ok}); "
+                                   "restore it from a backup or move it away")
+            migrate(self.db, self.path)
+            for writer in self.writers:
+                writer.migrate(self.db, self.path)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StartupError(f"{self.path}: not a usable database ({exc})") from None
+        except BaseException:
+            self.close()
+            raise
 
     def emit(self, inspection: Inspection) -> None:
-        image_path = self.images.save(inspection) if self.images else None
-        row = row_for(inspection, self.model_hash, self.config_hash, image_path)
         conn = self.db.conn
+        part_id = inspection.frame.part_id
+        if conn.execute(f"SELECT 1 FROM {TABLE} WHERE part_id = ?", (part_id,)).fetchone():
+            self._refuse(part_id)  # before the image is saved: it would replace the first one's
+        image_path = self.images.save(inspection) if self.images else None
+        row = row_for(inspection, self.versions(), image_path)
         # IMMEDIATE: take the write lock first (waiting up to busy_timeout). A deferred transaction
         # that reads and then writes fails at once in WAL mode when another connection (the MQTT
-        # publisher marking rows delivered) committed in between.
+        # publisher marking rows delivered, retention) committed in between.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            self.db[TABLE].insert(row, replace=True)
-            for write in self.same_transaction:
-                write(self.db, inspection)
+            try:
+                self.db[TABLE].insert(row)
+            except sqlite3.IntegrityError:
+                self._refuse(part_id)
+            for writer in self.writers:
+                writer.write(self.db, inspection)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -141,10 +175,17 @@ class Store(Output):
         conn.execute("COMMIT")
         self.rows += 1
 
+    def _refuse(self, part_id: str) -> None:
+        self.refused += 1
+        raise DuplicatePart(f"part {part_id} is in the store already: this inspection is refused, "
+                            "the first one is kept")
+
     def health(self) -> dict[str, Any]:
-        return {"name": self.name, "state": "ok", "rows_written": self.rows, "path": str(self.path)}
+        return {"name": self.name, "state": "ok", "rows_written": self.rows, "refused": self.refused,
+                "path": str(self.path)}
 
     def close(self) -> None:
+        """Once the worker and the services are stopped (the daemon's shutdown order)."""
         try:
             self.db.conn.close()
         except sqlite3.ProgrammingError:

@@ -1,7 +1,9 @@
 """The durable outbox: result messages written in the same SQLite transaction as the inspection row.
 
-The store calls :meth:`Outbox.write` inside its transaction (``Store(..., same_transaction=[...])``),
-so a part's row and its MQTT message are committed together or not at all: after a SIGKILL at any
+The outbox owns its table and migrates it (``migrate``, its version in ``schema_owners``) when the
+store opens the file; the store calls :meth:`Outbox.write` inside the row's transaction
+(``Store(..., writers=[outbox])``), so a part's row and its MQTT message are committed together or
+not at all: after a SIGKILL at any
 moment, every part in the inspections table has its message in the outbox. The publisher reads the
 outbox on its own connection, in id order, and marks a row delivered when the broker's PUBACK
 arrives; delivered rows are deleted after ``outbox_keep_delivered_s``.
@@ -16,23 +18,27 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import sqlite_utils
 import structlog
 
 from edge_inspector.envelope import Inspection
-from edge_inspector.outputs.mqtt.topics import Versions, decided_wall, recipe_versions, result_payload
+from edge_inspector.outputs import schema
+from edge_inspector.outputs.mqtt.topics import decided_wall, result_payload
+from edge_inspector.versions import Versions
 
 log = structlog.get_logger(__name__)
 
 TABLE = "outbox"
+OWNER = "outbox"
 
 
-def create_table(db: sqlite_utils.Database) -> None:
-    """Schema migration v2 of the store (called by ``outputs.store``)."""
-    db.execute(f"""CREATE TABLE {TABLE} (
+def _v1(db: sqlite_utils.Database) -> None:
+    """The table (IF NOT EXISTS: a file of store schema v2 already has it, made by the store then)."""
+    db.execute(f"""CREATE TABLE IF NOT EXISTS {TABLE} (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         part_id TEXT NOT NULL,
         topic TEXT NOT NULL,
@@ -41,8 +47,13 @@ def create_table(db: sqlite_utils.Database) -> None:
         created REAL NOT NULL,   -- wall time of the write
         delivered REAL           -- wall time of the PUBACK; NULL while undelivered
     )""")
-    db.execute(f"CREATE INDEX {TABLE}_pending ON {TABLE}(id) WHERE delivered IS NULL")
-    db.execute(f"CREATE INDEX {TABLE}_delivered ON {TABLE}(delivered) WHERE delivered IS NOT NULL")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_pending ON {TABLE}(id) WHERE delivered IS NULL")
+    db.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_delivered ON {TABLE}(delivered) "
+               "WHERE delivered IS NOT NULL")
+
+
+MIGRATIONS = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,10 @@ def next_batch(conn: sqlite3.Connection, after_id: int, limit: int) -> list[Mess
 class Outbox:
     """The writer side (the store's thread) and the shared counters (read by the publisher)."""
 
-    def __init__(self, topic: str, versions: Versions, max_rows: int) -> None:
+    name = "outbox"
+
+    def __init__(self, topic: str, versions: Callable[[], Versions], max_rows: int) -> None:
+        """``versions``: what each result is stamped with (the stages in force, read per part)."""
         self.topic = topic
         self.versions = versions
         self.max_rows = max_rows
@@ -77,21 +91,10 @@ class Outbox:
         self._pending: int | None = None  # undelivered rows; counted on first use
         self._full = False
         self._lock = threading.Lock()
-        self._station: Any = None
-        self._cfg_seen: Any = None
 
-    def bind(self, station: Any) -> None:
-        """Stamp results with the station's live versions (a reload swaps the model and config)."""
-        self._station = station
-
-    def current_versions(self) -> Versions:
-        st = self._station
-        if st is not None and st.cfg is not self._cfg_seen:  # cheap identity check per part
-            self._cfg_seen = st.cfg
-            recipe, recipe_version = recipe_versions(st.cfg.judge)
-            self.versions = Versions(self.versions.station, st.inspector.model_hash, st.cfg.fingerprint(),
-                                     recipe, recipe_version)
-        return self.versions
+    def migrate(self, db: sqlite_utils.Database, path: Path) -> None:
+        """The outbox's own table, to its version (called by the store when it opens the file)."""
+        schema.migrate(db, path, OWNER, MIGRATIONS)
 
     @property
     def pending(self) -> int | None:
@@ -100,7 +103,7 @@ class Outbox:
     def write(self, db: sqlite_utils.Database, inspection: Inspection) -> None:
         """Add the part's result message. Runs inside the store's transaction: no commit here."""
         decided = decided_wall(inspection)
-        payload = result_payload(inspection, self.current_versions(), decided)
+        payload = result_payload(inspection, self.versions(), decided)
         conn = db.conn
         with self._lock:
             if self._pending is None:

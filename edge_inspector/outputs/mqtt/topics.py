@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edge_inspector.envelope import Inspection
+from edge_inspector.versions import Versions
 
 PAYLOAD_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Topics:
-    """``<prefix>/<station>/...``: available, result, state, stats, reject_image, set/<name>."""
+    """``<prefix>/<station>/...``: available, result, state, stats, reject_image, set/<name>, reply."""
 
     base: str
 
@@ -46,6 +45,10 @@ class Topics:
         return f"{self.base}/reject_image"
 
     @property
+    def reply(self) -> str:
+        return f"{self.base}/reply"
+
+    @property
     def set_filter(self) -> str:
         return f"{self.base}/set/+"
 
@@ -53,29 +56,6 @@ class Topics:
         """The <name> of ``<base>/set/<name>``, else None."""
         head = f"{self.base}/set/"
         return topic[len(head):] if topic.startswith(head) else None
-
-
-@dataclass(frozen=True)
-class Versions:
-    """What a result is stamped with: the station, the model, the config and the recipe."""
-
-    station: str
-    model: str
-    config: str
-    recipe: str | None = None
-    recipe_version: str | None = None
-
-
-def recipe_versions(judge_cfg: Any) -> tuple[str | None, str | None]:
-    """The recipe's name and a content hash, when the judge has a recipe file."""
-    path = getattr(judge_cfg, "recipe", None)
-    if path is None:
-        return None, None
-    path = Path(path)
-    try:
-        return path.stem, hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    except OSError:
-        return path.stem, None
 
 
 def decided_wall(inspection: Inspection, now_mono: float | None = None) -> float:

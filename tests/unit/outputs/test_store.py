@@ -1,5 +1,6 @@
 import json
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,8 +10,12 @@ from edge_inspector.envelope import Box, Inspection, MapSummary, Outcome, Reason
 from edge_inspector.outputs import Outputs
 from edge_inspector.outputs.base import Output
 from edge_inspector.outputs.images import RejectImages, RejectImagesConfig
-from edge_inspector.outputs.store import SCHEMA_VERSION, TABLE, Store, connect, recent, totals
+from edge_inspector.errors import StartupError
+from edge_inspector.outputs.store import SCHEMA_VERSION, TABLE, DuplicatePart, Store, connect, recent, totals
 from edge_inspector.policy import Policy, PolicyConfig
+from edge_inspector.versions import Versions
+
+VERSIONS = Versions("s1", "mh", "ch", "pcb", "0123abcd4567")
 
 
 def inspection(outcome=Outcome.REJECT, part=None):
@@ -31,12 +36,12 @@ def inspection(outcome=Outcome.REJECT, part=None):
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "db" / "i.db", RejectImages(RejectImagesConfig(), tmp_path / "rejects"), "mh", "ch")
+    s = Store(tmp_path / "db" / "i.db", RejectImages(RejectImagesConfig(), tmp_path / "rejects"), lambda: VERSIONS)
     yield s
     s.close()
 
 
-def test_one_row_per_inspection_with_stage_times_and_hashes(store):
+def test_one_row_per_inspection_with_stage_times_hashes_and_recipe(store):
     store.emit(inspection(Outcome.REJECT))
     store.emit(inspection(Outcome.PASS))
     rows = list(store.db[TABLE].rows)
@@ -45,6 +50,7 @@ def test_one_row_per_inspection_with_stage_times_and_hashes(store):
     assert json.loads(r["boxes"])[0]["box"] == [5, 5, 30, 30]
     assert r["t_regions_ms"] == 1.0 and r["t_total_ms"] == 2.0
     assert (r["model_hash"], r["config_hash"]) == ("mh", "ch")
+    assert (r["recipe"], r["recipe_version"]) == ("pcb", "0123abcd4567")
     assert r["image_path"] and rows[1]["image_path"] is None  # only rejects keep an image
 
 
@@ -53,11 +59,25 @@ def test_wal_and_schema_version(store):
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_same_part_twice_keeps_one_row(store):
-    ins = inspection()
-    store.emit(ins)
-    store.emit(ins)
-    assert store.db[TABLE].count == 1
+def test_a_part_id_collision_is_refused_and_the_first_inspection_kept(store):
+    first = inspection(Outcome.REJECT)
+    store.emit(first)
+    image = store.db.execute(f"SELECT image_path FROM {TABLE}").fetchone()[0]
+    before = open(image, "rb").read()
+    second = inspection(Outcome.NO_READ)
+    second = type(second)(replace(second.frame, part_id=first.frame.part_id), second.decision)
+    with pytest.raises(DuplicatePart, match="is in the store already"):
+        store.emit(second)
+    rows = list(store.db[TABLE].rows)
+    assert len(rows) == 1 and rows[0]["outcome"] == "REJECT" and rows[0]["reason"] == "defect"
+    assert open(image, "rb").read() == before  # its image was not replaced either
+    assert store.health()["refused"] == 1
+
+
+def test_the_store_makes_no_table_of_another_owner(tmp_path):
+    s = Store(tmp_path / "i.db")
+    assert s.db.table_names() == [TABLE]  # the outbox's table is the outbox's (outputs/mqtt)
+    s.close()
 
 
 def test_totals_and_recent(store):
@@ -74,22 +94,22 @@ def test_a_newer_schema_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer than this program"):
-        Store(path, None, "m", "c")
+    with pytest.raises(StartupError, match="newer than this program") as err:
+        Store(path)
+    assert err.value.exit_code == 3
 
 
 def test_an_upgrade_backs_up_the_old_file(tmp_path, monkeypatch):
     from edge_inspector.outputs import store as store_mod
 
     path = tmp_path / "i.db"
-    Store(path, None, "m", "c").close()
+    Store(path).close()
 
-    def v2(db):
+    def v_next(db):
         db[TABLE].add_column("operator", str)
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [v2])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    s = Store(path, None, "m", "c")
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [v_next])
+    s = Store(path)
     assert (tmp_path / f"i.db.bak-v{SCHEMA_VERSION}").exists()
     assert "operator" in s.db[TABLE].columns_dict
     s.close()
@@ -108,24 +128,33 @@ def test_one_failing_output_does_not_stop_the_others(store):
     assert outputs.failures == {"broken": 1, "store": 0}
 
 
-def test_images_pruned_by_age_and_size(tmp_path):
-    import os
+def test_a_version_2_file_is_upgraded_with_its_outbox_kept(tmp_path):
+    from edge_inspector.outputs.mqtt.outbox import Outbox
 
-    images = RejectImages(RejectImagesConfig(max_age_days=1, max_total_mb=0.001), tmp_path / "r")
-    paths = [images.save(inspection()) for _ in range(3)]
-    assert all(paths)
-    old = paths[0]
-    os.utime(old, (0, 0))
-    removed = images.prune()
-    assert removed >= 1 and not os.path.exists(old)
-    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp_path / "r") for f in fs)
-    assert total <= 0.001 * 1024 * 1024
+    path = tmp_path / "i.db"
+    conn = sqlite3.connect(path)  # what a v2 program left: inspections, the outbox, user_version 2
+    conn.execute("CREATE TABLE inspections (id INTEGER PRIMARY KEY, part_id TEXT NOT NULL, outcome TEXT "
+                 "NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL, trigger_time FLOAT, image_path TEXT)")
+    conn.execute("CREATE UNIQUE INDEX idx_part ON inspections(part_id)")
+    conn.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, part_id TEXT NOT NULL, topic "
+                 "TEXT NOT NULL, payload BLOB NOT NULL, decided REAL NOT NULL, created REAL NOT NULL, "
+                 "delivered REAL)")
+    conn.execute("INSERT INTO outbox (part_id, topic, payload, decided, created) VALUES ('p', 't', x'00', 1, 1)")
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+    outbox = Outbox("t", lambda: VERSIONS, 10)
+    s = Store(path, None, lambda: VERSIONS, writers=[outbox])
+    assert (tmp_path / "i.db.bak-v2").exists() and "recipe_version" in s.db[TABLE].columns_dict
+    assert s.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1  # kept, not recreated
+    assert s.db.execute("SELECT version FROM schema_owners WHERE owner='outbox'").fetchone()[0] == 1
+    s.close()
 
 
 def test_a_write_failure_skips_the_image_not_the_row(tmp_path, monkeypatch):
     from pathlib import Path
 
-    s = Store(tmp_path / "i.db", RejectImages(RejectImagesConfig(), tmp_path / "r"), "m", "c")
+    s = Store(tmp_path / "i.db", RejectImages(RejectImagesConfig(), tmp_path / "r"))
 
     def full(self, data):
         raise OSError(28, "No space left on device")

@@ -134,7 +134,7 @@ def test_database_missing_ok_and_damaged(cfg):
     assert doctor.check_database(cfg).result == PASS  # none yet
     from edge_inspector.outputs.store import Store
 
-    Store(cfg.db_path, None, "m", "c").close()
+    Store(cfg.db_path).close()
     good = doctor.check_database(cfg)
     assert good.result == PASS and "integrity ok" in good.detail
     data = bytearray(cfg.db_path.read_bytes())

@@ -9,8 +9,8 @@ from edge_inspector.capture.base import PartFactory
 from edge_inspector.envelope import Box, Inspection, MapSummary, Regions, Verdict
 from edge_inspector.outputs import Outputs
 from edge_inspector.outputs.mqtt.outbox import Outbox, count_pending, next_batch
-from edge_inspector.outputs.mqtt.topics import Versions
-from edge_inspector.outputs.store import TABLE, Store
+from edge_inspector.outputs.store import SCHEMA_VERSION, TABLE, Store
+from edge_inspector.versions import Versions
 from edge_inspector.policy import Policy, PolicyConfig
 
 VERSIONS = Versions(station="s1", model="mh", config="ch", recipe="pcb", recipe_version="abc")
@@ -29,12 +29,12 @@ def inspection(p=0.9):
 
 @pytest.fixture
 def outbox():
-    return Outbox("pre/s1/result", VERSIONS, max_rows=10)
+    return Outbox("pre/s1/result", lambda: VERSIONS, max_rows=10)
 
 
 @pytest.fixture
 def store(tmp_path, outbox):
-    s = Store(tmp_path / "i.db", None, "mh", "ch", same_transaction=[outbox.write])
+    s = Store(tmp_path / "i.db", writers=[outbox])
     yield s
     s.close()
 
@@ -54,23 +54,30 @@ def test_the_result_message_is_written_with_the_row(store, outbox):
     assert outbox.pending == 1 and outbox.written == 1
 
 
-def test_row_and_message_commit_together_or_not_at_all(tmp_path, outbox):
-    def broken(db, ins):
+class Broken:
+    name = "broken"
+
+    def migrate(self, db, path):
+        pass
+
+    def write(self, db, ins):
         raise OSError("disk on fire")
 
-    s = Store(tmp_path / "i.db", None, "m", "c", same_transaction=[outbox.write, broken])
+
+def test_row_and_message_commit_together_or_not_at_all(tmp_path, outbox):
+    s = Store(tmp_path / "i.db", writers=[outbox, Broken()])
     outputs = Outputs([s])
     outputs.emit(inspection())
     assert outputs.failures["store"] == 1
     assert s.db[TABLE].count == 0 and count_pending(s.db.conn) == 0  # rolled back, both
-    s.same_transaction = [outbox.write]
+    s.writers = [outbox]
     outputs.emit(inspection())
     assert s.db[TABLE].count == 1 and count_pending(s.db.conn) == 1
     s.close()
 
 
 def test_a_sigkill_after_commit_keeps_both(tmp_path, outbox):
-    s = Store(tmp_path / "i.db", None, "m", "c", same_transaction=[outbox.write])
+    s = Store(tmp_path / "i.db", writers=[outbox])
     for _ in range(3):
         s.emit(inspection())
     # no close: a second connection (a restarted daemon) sees what was committed
@@ -120,16 +127,43 @@ def test_nan_becomes_null_not_a_failed_row(store):
     assert body["timings_ms"]["judge"] is None
 
 
-def test_an_existing_v1_database_gains_the_outbox_after_a_backup(tmp_path, monkeypatch):
+def test_each_result_is_stamped_with_the_versions_in_force(tmp_path):
+    current = {"v": VERSIONS}
+    outbox = Outbox("pre/s1/result", lambda: current["v"], max_rows=10)
+    s = Store(tmp_path / "i.db", writers=[outbox])
+    s.emit(inspection())
+    current["v"] = Versions("s1", "mh2", "ch2", "pcb", "def")  # a reload swapped the stages in
+    s.emit(inspection())
+    bodies = [json.loads(m.payload) for m in next_batch(s.db.conn, 0, 10)]
+    assert [b["recipe_version"] for b in bodies] == ["abc", "def"]
+    assert [b["model"] for b in bodies] == ["mh", "mh2"]
+    s.close()
+
+
+def test_the_outbox_owns_its_table_and_an_existing_v1_database_gains_it(tmp_path, monkeypatch):
     from edge_inspector.outputs import store as store_mod
 
     path = tmp_path / "i.db"
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
-    Store(path, None, "m", "c").emit(inspection())
+    Store(path).close()  # a v1 program: no outbox
     monkeypatch.undo()
-    s = Store(path, None, "m", "c")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO inspections (part_id, outcome, action, reason) VALUES ('p', 'PASS', 'PASS', 'ok')")
+    outbox = Outbox("t", lambda: VERSIONS, 10)
+    s = Store(path, writers=[outbox])
     assert (tmp_path / "i.db.bak-v1").exists()
-    assert s.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "outbox" in s.db.table_names() and s.db[TABLE].count == 1
     s.close()
+    outbox_source = __import__("inspect").getsource(store_mod)
+    assert "mqtt" not in outbox_source.split('"""', 2)[2]  # the store's code knows no outbox
+
+
+def test_a_newer_outbox_schema_is_refused(tmp_path):
+    from edge_inspector.errors import StartupError
+
+    s = Store(tmp_path / "i.db", writers=[Outbox("t", lambda: VERSIONS, 10)])
+    s.db.execute("UPDATE schema_owners SET version = 9 WHERE owner = 'outbox'")
+    s.close()
+    with pytest.raises(StartupError, match="outbox schema is version 9"):
+        Store(tmp_path / "i.db", writers=[Outbox("t", lambda: VERSIONS, 10)])
