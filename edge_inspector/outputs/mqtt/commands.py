@@ -1,35 +1,23 @@
-"""Validation of commands arriving on ``<prefix>/<station>/set/<name>``.
+"""The MQTT door to the command table: ``<prefix>/<station>/set/<name>`` -> a command request.
 
-Only a small set is accepted; everything else is rejected with a reason that the publisher logs:
+This communicator only parses the transport; what a command means, and the checks of its name and
+value, are the dispatcher's (``edge_inspector.commands``), the same as on the control socket. Here:
 
-- ``set/pause``: empty payload, or a short reason text (UTF-8, printable, at most 200 characters);
-- ``set/resume``: empty payload (a short text is accepted and logged, like pause's);
-- ``set/recipe``: the recipe's name, one of ``mqtt.recipes``.
+- a retained command is refused (it would fire again at every reconnect);
+- a payload over ``mqtt.command_max_bytes``, or that is not UTF-8, is refused;
+- the payload (stripped) is the command's value: the pause reason, the recipe's name, ...
 
-A retained command is refused (it would fire again at every reconnect), and so is any payload over
-``mqtt.command_max_bytes``. Validation never raises: bad input is a :class:`Rejected` value.
+Parsing never raises: bad input is a :class:`Rejected` value. The publisher answers every command
+that reaches the dispatcher on ``<base>/reply``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import structlog
+from edge_inspector.commands import NAMES, Request, check
 
-log = structlog.get_logger(__name__)
-
-NAMES = ("pause", "resume", "recipe")
-_RECIPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TEXT_MAX = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    name: str  # one of NAMES
-    value: str  # the pause reason, the recipe name; "" when none
+VIA = "mqtt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +26,9 @@ class Rejected:
     why: str
 
 
-def _text(payload: bytes) -> str | None:
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None
-    if len(text) > _TEXT_MAX or any(not c.isprintable() for c in text):
-        return None
-    return text
-
-
-def parse(name: str | None, payload: bytes, *, retained: bool = False, max_bytes: int = 256,
-          allowed_recipes: tuple[str, ...] | list[str] = ()) -> Command | Rejected:
-    """The command for a message on ``set/<name>``, or why it is ignored."""
+def parse(name: str | None, payload: bytes, *, retained: bool = False, max_bytes: int = 256
+          ) -> Request | Rejected:
+    """The request for a message on ``set/<name>``, or why it is ignored."""
     shown = (name or "")[:40]
     if name is None or name not in NAMES:
         return Rejected(shown, f"unknown command (accepted: {', '.join(NAMES)})")
@@ -58,37 +36,10 @@ def parse(name: str | None, payload: bytes, *, retained: bool = False, max_bytes
         return Rejected(shown, "retained commands are ignored (they would repeat on every reconnect)")
     if len(payload) > max_bytes:
         return Rejected(shown, f"payload of {len(payload)} bytes is over the limit of {max_bytes}")
-    text = _text(payload)
-    if text is None:
-        return Rejected(shown, f"payload is not short printable UTF-8 text (at most {_TEXT_MAX} characters)")
-    if name == "recipe":
-        if not _RECIPE.match(text):
-            return Rejected(shown, "a recipe name is 1-64 letters, digits, '_', '.', '-'")
-        if text not in allowed_recipes:
-            return Rejected(shown, f"recipe {text!r} is not in mqtt.recipes")
-    return Command(name, text)
-
-
-def apply(command: Command, station: Any, recipes: dict[str, Path]) -> None:
-    """Act on a validated command. Pause and resume flip ``station.paused`` (a paused station still
-    decides every trigger: a NO-READ with reason ``paused``); a recipe switch goes through the reload
-    service: ``judge.recipe=<file>`` joins the station's overrides and a reload is requested (it is
-    validated and built beside the running stages, and swapped in between two parts)."""
-    if command.name == "pause":
-        if not station.paused.is_set():
-            station.paused.set()
-            log.warning("station_paused", via="mqtt", reason=command.value,
-                        detail="every trigger is a NO-READ (reason paused) until resume")
-    elif command.name == "resume":
-        if station.paused.is_set():
-            station.paused.clear()
-            log.warning("station_resumed", via="mqtt", reason=command.value)
-    elif command.name == "recipe":
-        judge = station.cfg.judge
-        if "recipe" not in type(judge).model_fields or not hasattr(station, "request_reload"):
-            log.warning("mqtt_command_unsupported", command="recipe", value=command.value,
-                        why=f"the {judge.kind} judge has no recipe")
-            return
-        station.overrides = [o for o in station.overrides if not o.startswith("judge.recipe=")] + [
-            f"judge.recipe={recipes[command.value]}"]
-        station.request_reload(f"mqtt set/recipe {command.value}")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return Rejected(shown, "payload is not UTF-8 text")
+    request = Request(name, text, VIA)
+    problem = check(request)
+    return Rejected(shown, problem) if problem else request

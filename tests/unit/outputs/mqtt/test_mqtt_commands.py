@@ -1,18 +1,21 @@
+"""The MQTT door: transport checks here, the name and value checks shared with every door."""
+
 import pytest
 
-from edge_inspector.outputs.mqtt.commands import Command, Rejected, parse
-
-RECIPES = ("pcb", "bracket-v2")
+from edge_inspector.commands import Request
+from edge_inspector.outputs.mqtt.commands import Rejected, parse
 
 
 @pytest.mark.parametrize("name,payload,expected", [
-    ("pause", b"", Command("pause", "")),
-    ("pause", b"  changeover line 3 ", Command("pause", "changeover line 3")),
-    ("resume", b"", Command("resume", "")),
-    ("recipe", b"bracket-v2", Command("recipe", "bracket-v2")),
+    ("pause", b"", Request("pause", "", "mqtt")),
+    ("pause", b"  changeover line 3 ", Request("pause", "changeover line 3", "mqtt")),
+    ("resume", b"", Request("resume", "", "mqtt")),
+    ("recipe", b"bracket-v2", Request("recipe", "bracket-v2", "mqtt")),
+    ("reload", b"", Request("reload", "", "mqtt")),
+    ("status", b"", Request("status", "", "mqtt")),
 ])
 def test_the_accepted_commands(name, payload, expected):
-    assert parse(name, payload, allowed_recipes=RECIPES) == expected
+    assert parse(name, payload) == expected
 
 
 @pytest.mark.parametrize("name,payload,why", [
@@ -25,10 +28,10 @@ def test_the_accepted_commands(name, payload, expected):
     ("pause", "é".encode() * 130, "over the limit"),
     ("recipe", b"../../etc/passwd", "recipe name"),
     ("recipe", b"", "recipe name"),
-    ("recipe", b"other", "not in mqtt.recipes"),
+    ("reload", b"now", "takes no value"),
 ])
 def test_bad_commands_are_rejected_with_a_reason(name, payload, why):
-    got = parse(name, payload, allowed_recipes=RECIPES)
+    got = parse(name, payload)
     assert isinstance(got, Rejected) and why in got.why
 
 
