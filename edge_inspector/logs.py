@@ -1,11 +1,33 @@
-"""structlog set-up, done once by the application (a library never configures logging)."""
+"""Logging, set up once by the application (a library never configures logging).
+
+- structlog's events and the standard library's records (pymodbus, transformers, paho, gptqmodel's
+  helpers, ...) go through one chain of processors to stderr: JSON (journald, log shippers) or
+  lines for people (console). Libraries log at warning and above unless the station logs at debug.
+- Under systemd (``$JOURNAL_STREAM`` names our stderr) every line starts with its syslog priority
+  (``<3>`` error, ``<4>`` warning, ``<6>`` info, ``<7>`` debug; sd-daemon(3)), so ``journalctl -p
+  warning`` shows the warnings and errors.
+- stdout carries a command's results only. What libraries print (gptqmodel's banner and progress
+  through ``print``) while stages are built, parts inspected or the daemon runs is turned into log
+  events (:func:`stdout_to_log`); a library logger that brought its own stream handler is adopted
+  (:func:`adopt_library_loggers`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
 import sys
+import threading
+from collections.abc import Iterator
 
 import structlog
+
+LIBRARIES = ("pymodbus", "transformers", "gptqmodel", "accelerate", "torch", "paho", "huggingface_hub",
+             "urllib3", "PIL", "asyncio", "filelock")
+PRIORITY = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "warn": 4, "error": 3, "exception": 3,
+            "critical": 2, "fatal": 2}
 
 
 class _Stderr:
@@ -19,14 +41,115 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
+class _Handler(logging.StreamHandler):
+    """The one handler on the root logger: stdlib records rendered by structlog's chain."""
+
+    def __init__(self) -> None:
+        super().__init__(_Stderr())
+
+
+def journald_stream(env: dict[str, str] | None = None, fd: int = 2) -> bool:
+    """True when ``fd`` is the stream systemd connected to the journal (``$JOURNAL_STREAM``)."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    try:
+        st = os.fstat(fd)
+        return bool(value) and (int(dev), int(ino)) == (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return False
+
+
+def _priority(_logger, method: str, line: str) -> str:
+    return f"<{PRIORITY.get(method, 6)}>{line}"
+
+
+def configure(level: str = "info", fmt: str = "json", journald: bool | None = None) -> None:
+    """(Re)configure structlog and the stdlib's root logger. ``journald`` None: detect it."""
+    if journald is None:
+        journald = journald_stream()
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"
-                else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+                else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty() and not journald))
+    tail = [renderer, _priority] if journald else [renderer]
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    numeric = getattr(logging, level.upper())
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.format_exc_info, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
+                    structlog.processors.format_exc_info, *tail],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=False,
     )
+    handler = _Handler()
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, stamp],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, *tail]))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    logging.captureWarnings(True)
+    adopt_library_loggers()
+
+
+def adopt_library_loggers() -> int:
+    """Take the stream handlers off every library logger and let its records reach the root's
+    handler (transformers, for one, adds its own stderr handler when first used). Returns how many."""
+    adopted = 0
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger) or logger.name.startswith("edge_inspector"):
+            continue
+        streams = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        for h in streams:
+            logger.removeHandler(h)
+        if streams or not logger.propagate:
+            logger.propagate = True
+            adopted += 1
+    return adopted
+
+
+class _LogWriter(io.TextIOBase):
+    """A text stream that turns each line written to it into a log event."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self._buf = ""
+        self._lock = threading.Lock()
+        self._log = structlog.get_logger("stdout")
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buf += text
+            *lines, self._buf = self._buf.replace("\r", "\n").split("\n")
+        for line in lines:
+            if line.strip():
+                self._log.info("library_output", origin=self.origin, line=line.rstrip()[:2000])
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            rest, self._buf = self._buf, ""
+        if rest.strip():
+            self._log.info("library_output", origin=self.origin, line=rest.rstrip()[:2000])
+
+
+@contextlib.contextmanager
+def stdout_to_log(origin: str) -> Iterator[None]:
+    """While inside, what anything writes to ``sys.stdout`` becomes log events (stderr)."""
+    real, writer = sys.stdout, _LogWriter(origin)
+    sys.stdout = writer
+    try:
+        yield
+    finally:
+        writer.flush()
+        if sys.stdout is writer:
+            sys.stdout = real

@@ -60,18 +60,15 @@ class OfflineInspector:
 
     def __init__(self, args: argparse.Namespace, has_reference: bool) -> None:
         from edge_inspector.capture.base import PartFactory
-        from edge_inspector.judge import build_judge
-        from edge_inspector.pipeline import Inspector
-        from edge_inspector.policy import Policy
-        from edge_inspector.regions import build_regions
+        from edge_inspector.stages import build_stages
 
         cfg = config_from(args)
         if cfg.regions.reference is None and getattr(cfg.regions, "good_images", None) is None \
                 and not has_reference:
             raise ConfigError("regions.reference: give --reference (one-shot), a manifest with "
                               "references, or a config whose regions.reference is set")
-        regions = build_regions(cfg.regions)
-        self.inspector = Inspector(regions, build_judge(cfg.judge, regions.threshold), Policy(cfg.policy))
+        self.stages = build_stages(cfg)  # the daemon's builder: the same stages, the same settings
+        self.inspector = self.stages.inspector
         self.parts = PartFactory(deadline_s=math.inf, run_tag="inspect")
         self._refs: dict[str, Any] = {}
 
@@ -85,6 +82,12 @@ class OfflineInspector:
         return self._refs[path]
 
     def run(self, item: dict[str, Any]) -> dict[str, Any]:
+        from edge_inspector.logs import stdout_to_log
+
+        with stdout_to_log("inspect"):  # stdout carries the results only
+            return self._run(item)
+
+    def _run(self, item: dict[str, Any]) -> dict[str, Any]:
         from edge_inspector.imageio import load_image
 
         trigger = self.parts.trigger("inspect")
@@ -105,7 +108,7 @@ class OfflineInspector:
         return result
 
     def close(self) -> None:
-        self.inspector.close()
+        self.stages.close()
 
 
 def _human(r: dict[str, Any]) -> str:

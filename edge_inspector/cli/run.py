@@ -16,6 +16,8 @@ def register(sub) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_inspector.daemon import Station
+    from edge_inspector.logs import stdout_to_log
 
     cfg = config_from(args)
-    return Station.build(cfg, args.config, args.overrides).run(max_parts=args.max_parts)
+    with stdout_to_log("daemon"):  # the daemon writes nothing to stdout: what libraries print is logged
+        return Station.build(cfg, args.config, args.overrides).run(max_parts=args.max_parts)

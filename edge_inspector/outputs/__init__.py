@@ -15,11 +15,17 @@ __all__ = ["Output", "Outputs"]
 
 
 class Outputs:
-    """Emits each inspection to every output in order, isolating each one's failure."""
+    """Emits each inspection to every output in order, isolating each one's failure.
 
-    def __init__(self, outputs: list[Output]) -> None:
+    ``owned``: the outputs this dispatcher closes (all of them by default). An output with an owner
+    of its own (the PLC link: its service starts it and closes it) is left out, so each is closed
+    exactly once."""
+
+    def __init__(self, outputs: list[Output], owned: list[Output] | None = None) -> None:
         self.outputs = outputs
+        self.owned = list(outputs if owned is None else owned)
         self.failures: dict[str, int] = {o.name: 0 for o in outputs}
+        self._closed = False
 
     def emit(self, inspection: Inspection) -> None:
         for out in self.outputs:
@@ -34,7 +40,11 @@ class Outputs:
         return [{**o.health(), "failures": self.failures[o.name]} for o in self.outputs]
 
     def close(self) -> None:
-        for out in reversed(self.outputs):
+        """Close the owned outputs, the last first. Once; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        for out in reversed(self.owned):
             try:
                 out.close()
             except Exception as exc:  # noqa: BLE001

@@ -1,9 +1,12 @@
-"""Reject images with box overlays under the data directory, pruned by age and total size."""
+"""Reject images with box overlays under the data directory, and the guard that stops saving them
+when the disk is nearly full. Pruning them (by age and total size, with their rows) belongs to the
+retention service (``service/prune.py``), one owner on its own thread."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -22,7 +25,8 @@ class RejectImagesConfig(ConfigModel):
     max_age_days: float = Field(30.0, gt=0, description="Images older than this are deleted.")
     max_total_mb: float = Field(2048.0, gt=0, description="The images' total size is kept under this.")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of the saved images.")
-    prune_every: int = Field(50, ge=1, description="Prune after this many saved images.")
+    prune_every: int = Field(50, ge=1, description="Prune (retention) after this many saved images, "
+                             "besides service.retention.prune_every_s.")
 
 
 def heat_overlay(out: np.ndarray, anomaly_map: np.ndarray, threshold: float = 1.0) -> np.ndarray:
@@ -55,61 +59,99 @@ def overlay(image: np.ndarray, inspection: Inspection) -> np.ndarray:
 
 
 class RejectImages:
-    def __init__(self, cfg: RejectImagesConfig, root: Path) -> None:
-        self.cfg = cfg
+    """Saves the image of every REJECT and NO-READ with its boxes; ``cfg`` is read per image (a
+    reload changes it through ``live_cfg``)."""
+
+    def __init__(self, cfg: RejectImagesConfig, root: Path,
+                 live_cfg: Callable[[], RejectImagesConfig] | None = None) -> None:
+        self._cfg = cfg
+        self._live_cfg = live_cfg
         self.root = Path(root)
         self.saved = 0
         self.skipped_disk_full = 0
 
+    @property
+    def cfg(self) -> RejectImagesConfig:
+        return self._live_cfg() if self._live_cfg is not None else self._cfg
+
     def save(self, inspection: Inspection) -> str | None:
         frame = inspection.frame
-        if not self.cfg.keep or frame.image is None or inspection.decision.outcome is Outcome.PASS:
+        cfg = self.cfg
+        if not cfg.keep or frame.image is None or inspection.decision.outcome is Outcome.PASS:
             return None
         day = time.strftime("%Y-%m-%d", time.localtime(frame.trigger_wall))
         path = self.root / day / f"{frame.part_id}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(".jpg", overlay(frame.image, inspection),
-                               [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
+        ok, buf = cv2.imencode(".jpg", overlay(frame.image, inspection), [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             return None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(buf.tobytes())
         except OSError as exc:  # disk full: the decision goes on without its image
             self.skipped_disk_full += 1
             log.warning("reject_image_not_saved", part_id=frame.part_id, error=str(exc))
             return None
         self.saved += 1
-        if self.saved % self.cfg.prune_every == 0:
-            self.prune()
         return str(path)
 
-    def prune(self, now: float | None = None) -> int:
-        """Delete images older than max_age_days, then the oldest until under max_total_mb."""
-        if not self.root.is_dir():
-            return 0
-        now = time.time() if now is None else now
-        files = []
-        for dirpath, _, names in os.walk(self.root):
-            for n in names:
-                p = Path(dirpath) / n
-                try:
-                    st = p.stat()
-                except OSError:
-                    continue
-                files.append((st.st_mtime, st.st_size, p))
-        files.sort()
-        total = sum(f[1] for f in files)
-        cap = self.cfg.max_total_mb * 1024 * 1024
-        removed = 0
-        for mtime, size, p in files:
-            if now - mtime <= self.cfg.max_age_days * 86400 and total <= cap:
-                break
-            p.unlink(missing_ok=True)
-            total -= size
-            removed += 1
-        for d in sorted(self.root.iterdir()):
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-        if removed:
-            log.info("reject_images_pruned", removed=removed, total_mb=round(total / 1048576, 1))
-        return removed
+
+def free_mb(path: Path) -> float:
+    """Free space for an unprivileged writer on the filesystem of ``path`` (or its nearest parent)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free / 1048576
+
+
+class DiskGuard:
+    """Wraps the reject images: below ``min_free_mb`` free, ``save`` keeps nothing and counts it.
+    Measured at most every ``every_s`` by ``save`` (the worker) and by the retention service."""
+
+    def __init__(self, inner: RejectImages, root: Path, min_free_mb: float, every_s: float = 5.0,
+                 measure: Callable[[Path], float] = free_mb) -> None:
+        self.inner = inner
+        self.root = Path(root)
+        self.min_free_mb = min_free_mb
+        self.every_s = every_s
+        self.measure = measure
+        self.low = False
+        self.free_mb: float | None = None
+        self.skipped_disk_low = 0
+        self.checked_mono = float("-inf")
+
+    @property
+    def cfg(self) -> RejectImagesConfig:
+        return self.inner.cfg
+
+    @property
+    def saved(self) -> int:
+        return self.inner.saved
+
+    def refresh(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self.checked_mono = now
+        try:
+            self.free_mb = self.measure(self.root)
+        except OSError as exc:
+            log.warning("disk_check_failed", path=str(self.root), error=str(exc))
+            return self.low
+        low = self.free_mb < self.min_free_mb
+        if low and not self.low:
+            log.error("disk_nearly_full", path=str(self.root), free_mb=round(self.free_mb, 1),
+                      min_free_mb=self.min_free_mb, detail="reject images are no longer saved; "
+                      "decisions go on")
+        elif self.low and not low:
+            log.info("disk_space_back", path=str(self.root), free_mb=round(self.free_mb, 1),
+                     skipped=self.skipped_disk_low)
+        self.low = low
+        return low
+
+    def save(self, inspection: Inspection) -> str | None:
+        now = time.monotonic()
+        if now - self.checked_mono >= self.every_s:
+            self.refresh(now)
+        if self.low:
+            if self.cfg.keep and inspection.frame.image is not None and inspection.decision.outcome != "PASS":
+                self.skipped_disk_low += 1
+            return None
+        return self.inner.save(inspection)

@@ -2,12 +2,16 @@
 the decision, the bridge's own fail-safe) or Modbus RTU (``modbus_rtu``: the PLC polls registers).
 
 Either link is the station's first output, a trigger producer (it fires the daemon's TriggerBus)
-and is told of each part as it is made (``arm``); :class:`PlcService` runs it beside the loop.
+and is told of each part as it is made (``arm``); :class:`PlcService` owns it: starts it beside the
+loop and closes it once, after the last decision.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from edge_inspector.lifecycle import Service
 
 if TYPE_CHECKING:
     from edge_inspector.capture.triggers import TriggerBus
@@ -31,17 +35,20 @@ def build_plc(cfg: Config, triggers: TriggerBus | None) -> Any:
     return None
 
 
-class PlcService:
-    """Runs the PLC link for the station's lifetime (a ``daemon.Service``): started with the
-    station's progress clock, so heartbeats follow the inspection loop."""
+class PlcService(Service):
+    """Owns the PLC link for the station's lifetime: starts its I/O with the station's progress
+    clock (heartbeats follow the inspection loop) and closes it, once, after the worker has emitted
+    the last decision. The link is also an output; the outputs' dispatcher leaves closing it here."""
 
     name = "plc"
 
-    def __init__(self, link: Any) -> None:
+    def __init__(self, link: Any, progress: Callable[[], float]) -> None:
+        super().__init__()
         self.link = link
+        self.progress = progress
 
-    def start(self, station: Any) -> None:
-        self.link.start(progress=lambda: station.last_progress_mono)
+    def setup(self) -> None:
+        self.link.start(progress=self.progress)
 
-    def stop(self) -> None:
+    def teardown(self) -> None:
         self.link.close()

@@ -36,7 +36,7 @@ class RetentionConfig(ConfigModel):
     db_max_mb: float | None = Field(4096.0, gt=0, description=(
         "The oldest rows are deleted while the rows take more than this in the database. None: no "
         "size limit."))
-    prune_every_s: float = Field(3600.0, ge=1, description="How often rows and images are pruned.")
+    prune_every_s: float = Field(3600.0, gt=0, description="How often rows and images are pruned.")
     batch_rows: int = Field(500, ge=1, le=100_000, description=(
         "Rows deleted per transaction, between two parts, so that pruning never delays a decision "
         "by more than a few milliseconds."))

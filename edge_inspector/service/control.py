@@ -1,17 +1,19 @@
-"""The local control socket: live state and a few commands, for the status CLI and technicians.
+"""The local control socket: the station's command table for the status CLI, ``ctl`` and technicians.
 
-A unix stream socket (mode 0660, group ``service.control.group``), one JSON object per line each way:
+A unix stream socket (mode 0660, group ``service.control.group``), one JSON object per line each way;
+every command of the table (``edge_inspector.commands``) goes to the station's dispatcher:
 
-    -> {"cmd": "status"}           <- {"ok": true, "status": {...}}
-    -> {"cmd": "pause"}            <- {"ok": true, "paused": true}
-    -> {"cmd": "resume"}           <- {"ok": true, "paused": false}
-    -> {"cmd": "reload"}           <- {"ok": true, "detail": "reload started"}   (result in status)
-    -> anything else               <- {"ok": false, "error": "..."}
+    -> {"cmd": "status"}                    <- {"ok": true, "status": {...}}
+    -> {"cmd": "pause", "value": "why"}     <- {"ok": true, "paused": true}
+    -> {"cmd": "resume"}                    <- {"ok": true, "paused": false}
+    -> {"cmd": "reload"}                    <- {"ok": true, "detail": "reload started; ..."}
+    -> {"cmd": "recipe", "value": "pcb"}    <- {"ok": true, "detail": "reload started; ..."}
+    -> anything else                        <- {"ok": false, "error": "..."}
 
-A connection may send several requests. One thread serves every connection (selectors); a request
-line longer than 64 KiB or a client that stays silent for 30 s is disconnected. A paused station
-still gives every trigger a decision: a NO-READ with reason ``paused`` and that reason's fail-safe
-action (REJECT unless configured), without calling the model.
+A connection may send several requests. The service's one thread serves every connection
+(selectors); a request line longer than 64 KiB or a client that stays silent for 30 s is
+disconnected. A socket that cannot be bound (another daemon serves it) is logged and the station
+runs without it (``status`` then reads the database).
 """
 
 from __future__ import annotations
@@ -22,90 +24,49 @@ import json
 import os
 import selectors
 import socket
-import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from edge_inspector.daemon import Service
-from edge_inspector.service.notify import assess
-
-if TYPE_CHECKING:
-    from edge_inspector.daemon import Station
+from edge_inspector.commands import Dispatcher, Request
+from edge_inspector.lifecycle import Service
 
 log = structlog.get_logger(__name__)
 
 MAX_LINE = 64 * 1024
 IDLE_S = 30.0
 MAX_CLIENTS = 32
+VIA = "control socket"
 
 
 class ControlError(Exception):
     """The daemon could not be reached or answered with an error."""
 
 
-def live_status(station: Station, stuck_after_s: float, started_wall: float) -> dict[str, Any]:
-    """Everything the status CLI shows, from the running station."""
-    snap = station.snapshot()
-    health = assess(station, stuck_after_s)
-    cfg = station.cfg
-    recipe = getattr(cfg.judge, "recipe", None)
-    out: dict[str, Any] = {
-        "live": True,
-        "pid": os.getpid(),
-        "station": snap["station"],
-        "state": health.state,
-        "healthy": health.ok,
-        "detail": health.detail,
-        "paused": station.paused.is_set(),
-        "started": started_wall,
-        "uptime_s": round(time.time() - started_wall, 1),
-        "config": {"path": station.config_path, "fingerprint": cfg.fingerprint()},
-        "model": station.inspector.model_hash,
-        "judge": cfg.judge.kind,
-        "judge_busy_s": round(station.inspector.judge.busy_for_s, 2),
-        "recipe": str(recipe) if recipe else None,
-        "cameras": [snap["source"]],
-        "links": snap["outputs"],
-        "queue_depth": snap["queue_depth"],
-        "counters": snap["counters"],
-        "last": snap["last"],
-        "time": snap["time"],
-    }
-    for service in station.services:
-        extra = getattr(service, "status", None)
-        if callable(extra):
-            try:
-                out[service.name] = extra()
-            except Exception as exc:  # noqa: BLE001 - one service's status must not break the rest
-                out[service.name] = {"error": str(exc)}
-    return out
-
-
 class ControlServer(Service):
-    """Serves the control socket beside the inspection loop."""
+    """Serves the control socket beside the inspection loop: a communicator of the command table."""
 
     name = "control"
+    stop_timeout_s = 10.0
 
-    def __init__(self, path: Path, group: str | None = None, stuck_after_s: float = 10.0) -> None:
+    def __init__(self, path: Path, dispatcher: Dispatcher, group: str | None = None) -> None:
+        super().__init__()
         self.path = Path(path)
+        self.dispatcher = dispatcher
         self.group = group
-        self.stuck_after_s = stuck_after_s
-        self._station: Station | None = None
         self._sock: socket.socket | None = None
         self._sel: selectors.BaseSelector | None = None
-        self._thread: threading.Thread | None = None
-        self._done = threading.Event()
-        self._started_wall = time.time()
         self.requests = 0
+
+    @property
+    def serving(self) -> bool:
+        return self._sock is not None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, station: Station) -> None:
-        self._station = station
-        self._started_wall = time.time()
+    def setup(self) -> None:
         try:
             self._sock = self._bind()
         except OSError as exc:
@@ -114,8 +75,6 @@ class ControlServer(Service):
             return
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._sock, selectors.EVENT_READ, None)
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
-        self._thread.start()
         log.info("control_socket", path=str(self.path), group=self.group)
 
     def _bind(self) -> socket.socket:
@@ -150,11 +109,7 @@ class ControlServer(Service):
             raise
         return sock
 
-    def stop(self) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+    def teardown(self) -> None:
         if self._sel is not None:
             for key in list(self._sel.get_map().values()):
                 key.fileobj.close()
@@ -169,10 +124,11 @@ class ControlServer(Service):
 
     # --- serving -----------------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def run_loop(self) -> None:
         sel = self._sel
-        assert sel is not None
-        while not self._done.is_set():
+        if sel is None:
+            return  # not bound: nothing to serve
+        while not self.stopping:
             now = time.monotonic()
             for key, _ in sel.select(0.2):
                 if key.data is None:
@@ -230,41 +186,21 @@ class ControlServer(Service):
         except (ValueError, UnicodeDecodeError):
             return {"ok": False, "error": "not a JSON object"}
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            return {"ok": False, "error": 'expected {"cmd": "status" | "pause" | "resume" | "reload"}'}
+            return {"ok": False, "error": 'expected {"cmd": "<command>", "value": "<text>"}'}
+        value = request.get("value", "")
+        if value is None:
+            value = ""
         self.requests += 1
-        return self.handle(request["cmd"])
+        return self.dispatcher.dispatch(Request(request["cmd"], value, VIA)).to_json()
 
-    def handle(self, cmd: str) -> dict[str, Any]:
-        station = self._station
-        assert station is not None
-        try:
-            if cmd == "status":
-                return {"ok": True, "status": live_status(station, self.stuck_after_s, self._started_wall)}
-            if cmd == "pause":
-                if not station.paused.is_set():
-                    station.paused.set()
-                    log.warning("station_paused", via="control socket",
-                                detail="every trigger is a NO-READ (reason paused) until resume")
-                return {"ok": True, "paused": True}
-            if cmd == "resume":
-                if station.paused.is_set():
-                    station.paused.clear()
-                    log.info("station_resumed", via="control socket")
-                return {"ok": True, "paused": False}
-            if cmd == "reload":
-                started = station.request_reload("control socket")
-                return {"ok": started, "detail": "reload started; `edge-inspector status` shows the result"
-                        if started else "a reload is already running or reloading is unavailable"}
-        except Exception as exc:  # noqa: BLE001 - a bad request must never reach the station
-            log.error("control_request_failed", cmd=cmd, error=f"{type(exc).__name__}: {exc}")
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return {"ok": False, "error": f"unknown command {cmd!r} (status, pause, resume, reload)"}
+    def status(self) -> dict[str, Any]:
+        return {"path": str(self.path), "serving": self.serving, "requests": self.requests}
 
 
 # --- client ----------------------------------------------------------------------------------
 
 
-def request(path: Path, cmd: str, timeout: float = 3.0) -> dict[str, Any]:
+def request(path: Path, cmd: str, value: str = "", timeout: float = 3.0) -> dict[str, Any]:
     """Send one command to the daemon at ``path``; its answer. Raises ControlError when no daemon
     listens there (FileNotFoundError / ConnectionRefusedError inside) or it answers with an error."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -277,7 +213,7 @@ def request(path: Path, cmd: str, timeout: float = 3.0) -> dict[str, Any]:
         except PermissionError as exc:
             raise ControlError(f"no permission to use {path}: add yourself to the socket's group "
                                "(service.control.group) and log in again") from exc
-        sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        sock.sendall(json.dumps({"cmd": cmd, **({"value": value} if value else {})}).encode() + b"\n")
         buf = b""
         while b"\n" not in buf:
             chunk = sock.recv(65536)
@@ -290,7 +226,10 @@ def request(path: Path, cmd: str, timeout: float = 3.0) -> dict[str, Any]:
         raise ControlError(f"{path}: {exc}") from exc
     finally:
         sock.close()
-    answer = json.loads(buf.split(b"\n", 1)[0])
+    try:
+        answer = json.loads(buf.split(b"\n", 1)[0])
+    except ValueError as exc:
+        raise ControlError(f"{path}: the answer is not JSON") from exc
     if not answer.get("ok"):
         raise ControlError(answer.get("error") or answer.get("detail") or "refused")
     return answer

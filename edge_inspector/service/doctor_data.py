@@ -189,7 +189,7 @@ def check_broker(cfg, opts: Options) -> Result:
 
 
 def check_disk(cfg) -> Result:
-    from edge_inspector.service.retention import free_mb
+    from edge_inspector.outputs.images import free_mb
 
     data = Path(cfg.station.data_dir)
     floor = cfg.service.retention.min_free_mb

@@ -27,14 +27,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import structlog
 
-from edge_inspector.daemon import Service
-
-if TYPE_CHECKING:
-    from edge_inspector.daemon import Station
+from edge_inspector.lifecycle import Service, StationView
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +112,7 @@ class Health:
     detail: str = ""
 
 
-def assess(station: Station, stuck_after_s: float, now: float | None = None) -> Health:
+def assess(station: StationView, stuck_after_s: float, now: float | None = None) -> Health:
     """Whether the station is inspecting (or could: an idle line is fine) or is stuck."""
     now = time.monotonic() if now is None else now
     if station.stop.is_set():
@@ -140,7 +136,7 @@ def assess(station: Station, stuck_after_s: float, now: float | None = None) -> 
     return Health(True, "idle" if idle else "running")
 
 
-def status_line(station: Station, health: Health) -> str:
+def status_line(station: StationView, health: Health) -> str:
     c = station.counters
     o = c.outcomes
     head = health.state + (f": {health.detail}" if health.detail else "")
@@ -152,24 +148,21 @@ class SystemdNotifier(Service):
     """READY, STATUS, WATCHDOG and STOPPING for systemd (Type=notify, WatchdogSec=)."""
 
     name = "systemd"
+    thread_name = "systemd-notify"
 
-    def __init__(self, stuck_after_s: float = 10.0, status_every_s: float = 5.0,
+    def __init__(self, station: StationView, stuck_after_s: float = 10.0, status_every_s: float = 5.0,
                  env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.station = station
         self.notifier = Notifier(env)
         self.stuck_after_s = stuck_after_s
         self.status_every_s = status_every_s
         self.health = Health(True, "starting")
         self.pings = 0
-        self._station: Station | None = None
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
         self._stopping_sent = False
 
-    def start(self, station: Station) -> None:
-        self._station = station
+    def setup(self) -> None:
         self.notifier.send(STATUS="starting: opening the outputs and services")
-        self._thread = threading.Thread(target=self._loop, name="systemd-notify", daemon=True)
-        self._thread.start()
         log.info("systemd_notify", enabled=self.notifier.enabled, watchdog_s=self.notifier.watchdog_s)
 
     def _tick_s(self) -> float:
@@ -177,18 +170,17 @@ class SystemdNotifier(Service):
         tick = min(self.status_every_s, 1.0)
         return min(tick, period / 2) if period else tick
 
-    def _loop(self) -> None:
-        station = self._station
-        assert station is not None
-        while not self._done.is_set() and not station.ready.is_set():
+    def run_loop(self) -> None:
+        station = self.station
+        while not self.stopping and not station.ready.is_set():
             if station.stop.is_set():
                 break
-            self._done.wait(0.05)
+            self.wait(0.05)
         ready_sent = False
         last_status = last_state = ""
         last_status_at = 0.0
         last_ping = 0.0
-        while not self._done.is_set():
+        while not self.stopping:
             now = time.monotonic()
             health = assess(station, self.stuck_after_s, now)
             if health.state != self.health.state:
@@ -214,12 +206,9 @@ class SystemdNotifier(Service):
                 self.pings += 1
             if fields:
                 self.notifier.send(**fields)
-            self._done.wait(self._tick_s())
+            self.wait(self._tick_s())
 
-    def stop(self) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(5)
+    def teardown(self) -> None:
         if not self._stopping_sent:
             self.notifier.send(STOPPING=1, STATUS="stopped")
             self._stopping_sent = True

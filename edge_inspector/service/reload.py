@@ -21,38 +21,24 @@ does not fit twice on the GPU makes the reload fail (refused, the old one stays)
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from edge_inspector.daemon import Service
+from edge_inspector.errors import EdgeInspectorError
+from edge_inspector.lifecycle import Service
 
 if TYPE_CHECKING:
     from edge_inspector.config import Config
-    from edge_inspector.daemon import Station
-    from edge_inspector.pipeline import Inspector
+    from edge_inspector.stages import Stages
 
 log = structlog.get_logger(__name__)
 
 RESTART_ONLY = ("station", "capture", "store", "service")
-
-
-def build_inspector(cfg: Config) -> Inspector:
-    """The inspection stages for a config (what Station.build makes). Raises on any failure."""
-    from edge_inspector.judge import build_judge
-    from edge_inspector.pipeline import Inspector
-    from edge_inspector.policy import Policy
-    from edge_inspector.regions import build_regions
-
-    regions = build_regions(cfg.regions)
-    judge = build_judge(cfg.judge, regions.threshold)
-    try:
-        return Inspector(regions, judge, Policy(cfg.policy), cfg.pipeline.judge_grace_ms / 1000)
-    except BaseException:
-        judge.close()
-        raise
 
 
 def effective_config(old: Config, new: Config) -> tuple[Config, list[str]]:
@@ -67,34 +53,62 @@ def effective_config(old: Config, new: Config) -> tuple[Config, list[str]]:
 
 
 class Reloader(Service):
-    """Reloads the config on request, one reload at a time, on its own short-lived thread."""
+    """Reloads the config on request, one reload at a time, on the service's own thread.
+
+    What it needs is handed in by the daemon (no station to reach into): ``load(path, overrides)``
+    reads and validates the file (``config.load_config``), ``build(cfg)`` makes the stages
+    (``stages.build_stages``), ``install(stages)`` swaps them in between two parts and says whether
+    they are in force (the station closes stages it did not take), ``current()`` is the config in
+    force. The ``--set`` overrides of the command line, and a recipe switched to, are kept here.
+    """
 
     name = "reload"
 
-    def __init__(self) -> None:
-        self._station: Station | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+    def __init__(self, config_path: str | None, overrides: list[str],
+                 load: Callable[[str, list[str]], Config], build: Callable[[Config], Stages],
+                 install: Callable[[Stages], bool], current: Callable[[], Config]) -> None:
+        super().__init__()
+        self.config_path = config_path
+        self.overrides = list(overrides)
+        self._load, self._build, self._install, self._current = load, build, install, current
+        self._requests: queue.Queue = queue.Queue(maxsize=1)
+        self._busy = threading.Lock()
         self.state: dict[str, Any] = {"state": "none", "reloads": 0, "refused": 0}
-
-    def start(self, station: Station) -> None:
-        self._station = station
 
     def status(self) -> dict[str, Any]:
         return dict(self.state)
 
-    def request_reload(self, why: str = "request") -> bool:
-        """Start a reload unless one is running. Returns at once; True when one was started."""
-        station = self._station
-        if station is None or station.stop.is_set():
+    def request(self, why: str = "request", overrides: dict[str, str] | None = None) -> bool:
+        """Queue a reload (``overrides``: dotted keys set for it and, once in force, for later ones).
+        Returns at once; False when one is already waiting or running, or the service is stopping."""
+        if self.stopping or not self.running:
+            log.warning("reload_unavailable", why=why, detail="the station is stopping")
             return False
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                log.warning("reload_busy", why=why, detail="a reload is already running")
-                return False
-            self._thread = threading.Thread(target=self.reload, args=(why,), name="reload", daemon=True)
-            self._thread.start()
+        if self._busy.locked():
+            log.warning("reload_busy", why=why, detail="a reload is already running")
+            return False
+        try:
+            self._requests.put_nowait((why, dict(overrides or {})))
+        except queue.Full:
+            log.warning("reload_busy", why=why, detail="a reload is already waiting")
+            return False
         return True
+
+    def run_loop(self) -> None:
+        while not self.stopping:
+            try:
+                why, overrides = self._requests.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if why is None:
+                return
+            self.reload(why, overrides)
+
+    def wake(self) -> None:
+        try:
+            self._requests.put_nowait((None, None))
+        except queue.Full:
+            pass  # a request is waiting: the loop looks at the stop event after it
 
     def _refuse(self, why: str, error: str) -> bool:
         self.state.update(state="refused", at=time.time(), error=error, why=why)
@@ -102,69 +116,37 @@ class Reloader(Service):
         log.error("reload_refused", why=why, error=error, detail="the running config stays in force")
         return False
 
-    def reload(self, why: str = "request") -> bool:
+    def reload(self, why: str = "request", overrides: dict[str, str] | None = None) -> bool:
         """Load, validate, build and swap in (blocking). True when the new config is in force."""
-        from edge_inspector.config import load_config
-        from edge_inspector.errors import ConfigError
-
-        station = self._station
-        assert station is not None
-        self.state.update(state="loading", at=time.time(), error=None, why=why)
-        log.info("reload_started", why=why, config=station.config_path)
-        if station.config_path is None:
-            return self._refuse(why, "the station was started without a config file")
-        try:
-            new = load_config(station.config_path, station.overrides)
-        except ConfigError as exc:
-            return self._refuse(why, str(exc))
-        cfg, needs_restart = effective_config(station.cfg, new)
-        if needs_restart:
-            log.warning("reload_needs_restart", sections=needs_restart,
-                        detail="these sections changed in the file; they take effect at the next restart")
-        try:
-            inspector = build_inspector(cfg)
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the running stages
-            return self._refuse(why, f"{type(exc).__name__}: {exc}")
-        if station.stop.is_set():
-            inspector.close()
-            return self._refuse(why, "the station is stopping")
-        old_fp = station.cfg.fingerprint()
-        station.between_parts(lambda: self._swap(station, cfg, inspector))
-        self.state.update(state="applied", at=time.time(), config=cfg.fingerprint(),
-                          needs_restart=needs_restart)
-        self.state["reloads"] += 1
-        log.info("reload_applied", why=why, old_config=old_fp, config=cfg.fingerprint(),
-                 model=inspector.model_hash, needs_restart=needs_restart)
-        return True
-
-    @staticmethod
-    def _swap(station: Station, cfg: Config, inspector: Inspector) -> None:
-        """Runs between two parts (the worker is not inspecting)."""
-        from edge_inspector.logs import configure
-
-        worker = station.worker_thread
-        if worker is not None and not worker.is_alive():  # the loop has ended: nothing to swap into
-            inspector.close()
-            return
-        old = station.inspector
-        station.inspector = inspector
-        station.cfg = cfg
-        station.parts.deadline_s = cfg.policy.deadline_ms / 1000
-        for out in station.outputs.outputs:
-            if hasattr(out, "config_hash") and hasattr(out, "model_hash"):
-                out.config_hash, out.model_hash = cfg.fingerprint(), inspector.model_hash
-            images = getattr(out, "images", None)
-            inner = getattr(images, "inner", images)  # the disk guard wraps the images
-            if inner is not None and hasattr(inner, "cfg"):
-                inner.cfg = cfg.images
-        configure(cfg.logging.level, cfg.logging.format)
-        try:
-            old.close()
-        except Exception as exc:  # noqa: BLE001
-            log.error("reload_close_old_failed", error=str(exc))
-
-    def stop(self) -> None:
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            thread.join(30)
+        with self._busy:
+            self.state.update(state="loading", at=time.time(), error=None, why=why)
+            log.info("reload_started", why=why, config=self.config_path)
+            if self.config_path is None:
+                return self._refuse(why, "the station was started without a config file")
+            extra = [f"{k}={v}" for k, v in (overrides or {}).items()]
+            keys = {f"{k}=" for k in (overrides or {})}
+            candidate = [o for o in self.overrides if not any(o.startswith(k) for k in keys)] + extra
+            old = self._current()
+            try:
+                new = self._load(self.config_path, candidate)
+                cfg, needs_restart = effective_config(old, new)
+                if needs_restart:
+                    log.warning("reload_needs_restart", sections=needs_restart, detail="these sections "
+                                "changed in the file; they take effect at the next restart")
+                stages = self._build(cfg)
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the running stages
+                return self._refuse(why, str(exc) if isinstance(exc, EdgeInspectorError)
+                                    else f"{type(exc).__name__}: {exc}")
+            if self.stopping:
+                stages.close()
+                return self._refuse(why, "the station is stopping")
+            if not self._install(stages):  # the station closed them
+                return self._refuse(why, "the station is stopping")
+            self.overrides = candidate
+            self.state.update(state="applied", at=time.time(), config=stages.versions.config,
+                              needs_restart=needs_restart)
+            self.state["reloads"] += 1
+            log.info("reload_applied", why=why, old_config=old.fingerprint(), config=stages.versions.config,
+                     model=stages.versions.model, recipe_version=stages.versions.recipe_version,
+                     needs_restart=needs_restart)
+            return True

@@ -1,8 +1,9 @@
-"""Wiring for the daemon: the outbox writer (for the store's transaction), the output that wakes
-the publisher after the commit, and the publisher service."""
+"""Wiring for the daemon: the outbox (a table written in the store's transaction), the output that
+wakes the publisher after the commit, and the publisher service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from edge_inspector.envelope import Inspection, Outcome
 from edge_inspector.errors import StartupError
 from edge_inspector.outputs.base import Output
 from edge_inspector.outputs.mqtt.outbox import Outbox
-from edge_inspector.outputs.mqtt.topics import Topics, Versions, recipe_versions
+from edge_inspector.outputs.mqtt.topics import Topics
+from edge_inspector.versions import Versions
 
 
 class MqttOutput(Output):
@@ -40,11 +42,12 @@ class MqttOutput(Output):
 class MqttLink:
     outbox: Outbox
     output: MqttOutput
-    publisher: Any  # MqttPublisher (a daemon Service)
+    publisher: Any  # MqttPublisher (a lifecycle Service)
 
 
-def build_mqtt(cfg: Any, model_hash: str) -> MqttLink:
-    """From the station's config. Raises StartupError for a missing secret, file or paho."""
+def build_mqtt(cfg: Any, versions: Callable[[], Versions]) -> MqttLink:
+    """From the station's config; ``versions``: what results and the state are stamped with (the
+    stages in force). Raises StartupError for a missing secret, file or paho."""
     m = cfg.mqtt
     try:
         from edge_inspector.outputs.mqtt.publisher import MqttPublisher
@@ -62,10 +65,8 @@ def build_mqtt(cfg: Any, model_hash: str) -> MqttLink:
             path = getattr(m.tls, key)
             if path is not None and not Path(path).is_file():
                 raise StartupError(f"mqtt.tls.{key}: {path} is not a readable file")
-    recipe, recipe_version = recipe_versions(cfg.judge)
-    versions = Versions(station=cfg.station.name, model=model_hash, config=cfg.fingerprint(),
-                        recipe=recipe, recipe_version=recipe_version)
     topics = Topics.of(m.topic_prefix, cfg.station.name)
     outbox = Outbox(topics.result, versions, m.outbox_max_rows)
-    publisher = MqttPublisher(m, cfg.db_path, cfg.station.data_dir, topics, outbox, versions, password)
+    publisher = MqttPublisher(m, cfg.db_path, cfg.station.data_dir, topics, outbox, versions, password,
+                              client_name=cfg.station.name)
     return MqttLink(outbox, MqttOutput(publisher), publisher)

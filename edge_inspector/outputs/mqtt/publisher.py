@@ -1,15 +1,20 @@
-"""The MQTT publisher: a station ``Service`` that drains the outbox to the broker.
+"""The MQTT publisher: a station service that drains the outbox to the broker, and the MQTT door to
+the command table.
 
 Two threads, neither on the inspection path: paho's network thread (``connect_async`` +
-``loop_start``: connects, reconnects with back-off, calls the callbacks) and ``mqtt-outbox``, which
-publishes outbox rows in id order with QoS 1, at most ``mqtt.inflight`` unacknowledged, and marks
-a row delivered when its PUBACK arrives. paho keeps unacknowledged messages across a reconnect and
-sends them again first, so the order holds; a restart starts again from the oldest undelivered row.
-Delivery is at least once: a subscriber de-duplicates by part id.
+``loop_start``: connects, reconnects with back-off, calls the callbacks) and the service's own
+``mqtt-outbox`` thread, which owns the publisher's SQLite connection (opened in setup, closed in
+teardown), publishes outbox rows in id order with QoS 1, at most ``mqtt.inflight`` unacknowledged,
+and marks a row delivered when its PUBACK arrives. paho keeps unacknowledged messages across a
+reconnect and sends them again first, so the order holds; a restart starts again from the oldest
+undelivered row. Delivery is at least once: a subscriber de-duplicates by part id.
 
 "Connected" means the broker accepted the connection (CONNACK success), never less. On every
 (re)connect: ``available`` = online (retained), the subscription to ``set/+``, the retained state.
-The last will is ``available`` = offline; a clean stop publishes ``stopped``.
+The state is sent again at once when the station changes (pause, resume, new stages installed) and
+when the camera or PLC link changed (checked each stats period). The last will is ``available`` =
+offline, and a clean stop publishes ``offline`` too (after flushing the outbox for up to
+``mqtt.stop_flush_s``): Home Assistant knows only online and offline.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sqlite3
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,42 +32,48 @@ import structlog
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from edge_inspector.commands import Dispatcher
+from edge_inspector.lifecycle import Service, StationView
 from edge_inspector.outputs.mqtt import commands, reject_image, status
 from edge_inspector.outputs.mqtt.config import MqttConfig
 from edge_inspector.outputs.mqtt.outbox import Outbox, next_batch
-from edge_inspector.outputs.mqtt.topics import Topics, Versions
+from edge_inspector.outputs.mqtt.topics import Topics
+from edge_inspector.versions import Versions
 
 log = structlog.get_logger(__name__)
 
 MARK_BATCH, MARK_EVERY_S = 256, 0.2  # mark delivered rows in batches (SQLite writes)
 _SENT = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)  # NO_CONN: paho resends it
+OFFLINE = "offline"  # the last will, and what a clean stop says
 
 
-class MqttPublisher:
-    """Implements the daemon's ``Service`` (start(station) / stop())."""
-
+class MqttPublisher(Service):
     name = "mqtt"
+    thread_name = "mqtt-outbox"
 
     def __init__(self, cfg: MqttConfig, db_path: Path, data_dir: Path, topics: Topics, outbox: Outbox,
-                 versions: Versions, password: str | None = None) -> None:
+                 versions: Callable[[], Versions], password: str | None = None,
+                 client_name: str = "station") -> None:
+        super().__init__()
         self.cfg = cfg
         self.db_path = Path(db_path)
         self.data_dir = Path(data_dir)
         self.topics = topics
         self.outbox = outbox
         self.versions = versions
+        self.client_name = client_name
         self.connected = threading.Event()
         self.drained = threading.Event()
         self.part_ms: collections.deque[float] = collections.deque(maxlen=100_000)
         self.ack_ms: collections.deque[float] = collections.deque(maxlen=20_000)  # for the benchmark
         self.images: collections.deque[Any] = collections.deque(maxlen=4)
         self.counts = collections.Counter()
-        self.station: Any = None
+        self.station: StationView | None = None
+        self.dispatcher: Dispatcher | None = None
         self._password = password
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._acks: collections.deque[tuple[int, float]] = collections.deque()  # (mid, time of PUBACK)
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox id, decided): drain thread only
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox id, decided): own thread only
         self._stats_ms: list[float] = []  # PUBACK latencies since the last stats message
         self._cursor = 0  # the last outbox id handed to paho
         self._unmarked: list[int] = []  # acknowledged outbox ids not yet marked delivered
@@ -69,67 +81,64 @@ class MqttPublisher:
         self._notified = 0  # bumped by notify(): a write the outbox thread may not have seen yet
         self._state_sent: dict[str, Any] | None = None
         self._state_dirty = True
-        self._paused_reason = ""
         self._client: mqtt.Client | None = None
         self._conn: sqlite3.Connection | None = None
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, station: Any) -> None:
-        self.station = station
-        self.outbox.bind(station)
-        self._conn = sqlite3.connect(str(self.db_path), timeout=10, check_same_thread=False,
-                                     isolation_level=None)  # autocommit: never holds a read snapshot
-        self._conn.execute("PRAGMA busy_timeout=10000")
+    def attach(self, station: StationView, dispatcher: Dispatcher) -> None:
+        """Wiring, before start: the station it reports on and the command table it serves."""
+        self.station, self.dispatcher = station, dispatcher
+        station.on_change(self._station_changed)
+
+    def setup(self) -> None:
+        if self.station is None or self.dispatcher is None:
+            raise RuntimeError("the MQTT publisher needs attach(station, dispatcher) before start")
+        self._conn = sqlite3.connect(str(self.db_path), timeout=10, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout=10000")  # autocommit: never holds a read snapshot
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints stay with the store's writer
         self.outbox.recount(self._conn)
         self._client = self._make_client()
         self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self._client.loop_start()
-        self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
-        self._thread.start()
         log.info("mqtt_started", host=self.cfg.host, port=self.cfg.port, base=self.topics.base,
                  pending=self.outbox.pending)
 
-    def stop(self) -> None:
-        """Flush the outbox for up to ``stop_flush_s`` while connected, say ``stopped``, disconnect."""
-        if self._thread is None or self._client is None:
-            return
+    def wake(self) -> None:
         self._wake.set()
-        if self.connected.is_set() and not self.drained.wait(self.cfg.stop_flush_s):
-            log.warning("mqtt_stop_with_undelivered", pending=self.outbox.pending,
-                        hint="they are published after the next start")
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(10)
-        if self.connected.is_set():
-            info = self._client.publish(self.topics.available, "stopped", qos=1, retain=True)
-            try:
-                info.wait_for_publish(2.0)
-            except (RuntimeError, ValueError):
-                pass
-        self._client.disconnect()
-        self._client.loop_stop()
+
+    def teardown(self) -> None:
+        """Say ``offline`` (retained), disconnect, mark what was acknowledged, close the connection."""
+        client = self._client
+        if client is not None:
+            if self.connected.is_set():
+                info = client.publish(self.topics.available, OFFLINE, qos=1, retain=True)
+                try:
+                    info.wait_for_publish(2.0)
+                except (RuntimeError, ValueError):
+                    pass
+            client.disconnect()
+            client.loop_stop()
         self.connected.clear()
-        try:
-            self._resolve_acks(force=True)  # PUBACKs that came after the outbox thread ended
-        except sqlite3.Error as exc:  # they are published again after the next start
-            log.warning("mqtt_mark_delivered_failed", error=str(exc))
-        finally:
-            self._conn.close()
-        self._thread = None
+        if self._conn is not None:
+            try:
+                self._resolve_acks(force=True)  # PUBACKs that came during the flush
+            except sqlite3.Error as exc:  # they are published again after the next start
+                log.warning("mqtt_mark_delivered_failed", error=str(exc))
+            finally:
+                self._conn.close()
+                self._conn = None
         log.info("mqtt_stopped", **self.outbox.health())
 
     def _make_client(self) -> mqtt.Client:
-        cid = self.cfg.client_id or f"edge-inspector-{self.versions.station}"
+        cid = self.cfg.client_id or f"edge-inspector-{self.client_name}"
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
                         clean_session=True)
         c.suppress_exceptions = True  # a bug in a callback must not kill the network thread
         c.max_inflight_messages_set(self.cfg.inflight + 16)  # + availability, state, stats
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(1, int(self.cfg.reconnect_max_s))
-        c.will_set(self.topics.available, "offline", qos=1, retain=True)
+        c.will_set(self.topics.available, OFFLINE, qos=1, retain=True)
         tls = self.cfg.tls
         if tls is not None:
             c.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
@@ -169,7 +178,7 @@ class MqttPublisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected.is_set()
         self.connected.clear()
-        if was and not self._stop.is_set():
+        if was and not self.stopping:
             log.warning("mqtt_disconnected", reason=str(reason_code), pending=self.outbox.pending)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -189,8 +198,7 @@ class MqttPublisher:
         except UnicodeDecodeError:
             topic = None
         got = commands.parse(self.topics.command_name(topic) if topic else None, message.payload,
-                             retained=bool(message.retain), max_bytes=self.cfg.command_max_bytes,
-                             allowed_recipes=tuple(self.cfg.recipes))
+                             retained=bool(message.retain), max_bytes=self.cfg.command_max_bytes)
         if isinstance(got, commands.Rejected):
             self.counts["commands_ignored"] += 1
             log.warning("mqtt_command_ignored", topic=(topic or "?")[:200], command=got.name,
@@ -198,26 +206,39 @@ class MqttPublisher:
             return
         self.counts["commands"] += 1
         log.info("mqtt_command", command=got.name, value=got.value)
-        if got.name in ("pause", "resume"):
-            self._paused_reason = (got.value or "paused over MQTT") if got.name == "pause" else ""
-        commands.apply(got, self.station, self.cfg.recipes)
+        reply = self.dispatcher.dispatch(got)
+        if not reply.ok:
+            self.counts["commands_refused"] += 1
+            log.warning("mqtt_command_refused", command=got.name, value=got.value, why=reply.error)
+        self._client.publish(self.topics.reply, status.dumps({"cmd": got.name, **reply.to_json()}), qos=1)
+        self._station_changed("command")
+
+    def _station_changed(self, what: str) -> None:
+        """The station paused, resumed or took new stages: the retained state goes out again."""
         self._state_dirty = True
         self._wake.set()
 
     # --- the outbox thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def run_loop(self) -> None:
         interval = self.cfg.stats_interval_s
         next_stats = time.monotonic() + interval
         next_prune = time.monotonic() + 5.0
+        flush_until: float | None = None
         while True:
-            self._wake.wait(max(0.0, min(0.5, next_stats - time.monotonic())))
+            self._wake.wait(0.02 if self.stopping else max(0.0, min(0.5, next_stats - time.monotonic())))
             self._wake.clear()
             try:
                 self._resolve_acks()
-                if self._stop.is_set():
-                    return
                 now = time.monotonic()
+                if self.stopping:  # flush what the last parts left, while connected, then go
+                    if flush_until is None:
+                        flush_until = now + self.cfg.stop_flush_s
+                    if not self.connected.is_set() or self.drained.is_set() or now >= flush_until:
+                        if self.connected.is_set() and not self.drained.is_set():
+                            log.warning("mqtt_stop_with_undelivered", pending=self.outbox.pending,
+                                        hint="they are published after the next start")
+                        return
                 if self.connected.is_set():
                     if self._state_dirty:
                         self._publish_state()
@@ -231,7 +252,7 @@ class MqttPublisher:
                     self.outbox.prune(self._conn, self.cfg.outbox_keep_delivered_s)
             except Exception as exc:  # noqa: BLE001 - keep draining; the rows stay in the outbox
                 log.error("mqtt_outbox_error", error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(1.0)
+                self.wait(1.0)  # at once when stopping: the flush deadline ends the loop then
 
     def _resolve_acks(self, force: bool = False) -> None:
         ids = self._unmarked  # kept when marking failed (database busy): retried next time
@@ -267,7 +288,7 @@ class MqttPublisher:
 
     def _publish_state(self) -> None:
         self._state_dirty = False
-        body = status.state_of(self.station, self.outbox.current_versions(), self._paused_reason)
+        body = status.state_of(self.station, self.versions())
         self._client.publish(self.topics.state, status.dumps({**body, "time": round(time.time(), 3)}),
                              qos=1, retain=True)
         self._state_sent = body
@@ -280,7 +301,7 @@ class MqttPublisher:
                                self.data_dir, interval)
         if self.connected.is_set():
             self._client.publish(self.topics.stats, status.dumps(body), qos=1)
-            now_state = status.state_of(self.station, self.outbox.current_versions(), self._paused_reason)
+            now_state = status.state_of(self.station, self.versions())
             if now_state != self._state_sent:
                 self._state_dirty = True  # the camera or the PLC link changed: send the state again
                 self._wake.set()
@@ -311,4 +332,5 @@ class MqttPublisher:
         return {"name": self.name, "state": "connected" if self.connected.is_set() else "disconnected",
                 "broker": f"{self.cfg.host}:{self.cfg.port}", **self.health_counts(),
                 "connects": self.counts["connects"], "refused": self.counts["refused"],
-                "commands": self.counts["commands"], "commands_ignored": self.counts["commands_ignored"]}
+                "commands": self.counts["commands"], "commands_ignored": self.counts["commands_ignored"],
+                "commands_refused": self.counts["commands_refused"]}

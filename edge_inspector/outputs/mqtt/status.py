@@ -1,4 +1,4 @@
-"""The retained state message and the periodic stats message, built from ``Station.snapshot()``."""
+"""The retained state message and the periodic stats message, built from the station's snapshot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from edge_inspector.outputs.mqtt.topics import Versions
+from edge_inspector.versions import Versions
 
 PLC_OUTPUTS = ("plc", "bridge", "modbus", "modbus_rtu")
 
@@ -35,11 +35,12 @@ def drain(values: deque[float]) -> list[float]:
             return out
 
 
-def state_of(station: Any, versions: Versions, paused_reason: str) -> dict[str, Any]:
+def state_of(station: Any, versions: Versions) -> dict[str, Any]:
     """running / paused, recipe, model, the camera and the PLC link. No timestamp: the publisher
     sends it again only when it changed."""
     snap = station.snapshot()
     paused = station.paused.is_set()
+    paused_reason = station.paused_reason
     plc = next((o for o in snap.get("outputs", []) if o.get("name") in PLC_OUTPUTS), None)
     return {"state": "paused" if paused else "running",
             "paused_reason": (paused_reason or None) if paused else None,

@@ -44,7 +44,7 @@ def test_results_state_stats_and_availability(broker, subscriber, daemon):
     db = d.db
     ids = part_ids(db)
     assert len(ids) == 10
-    assert wait_until(lambda: len(sub.results()) >= 10 and "stopped" in availability(sub), 10)
+    assert wait_until(lambda: len(sub.results()) >= 10 and availability(sub)[-1:] == ["offline"], 10)
 
     results = sub.results()
     assert [r["id"] for r in results] == ids  # each part once, in decision order
@@ -57,7 +57,8 @@ def test_results_state_stats_and_availability(broker, subscriber, daemon):
     assert any(x["regions"] for x in results if x["decision"] == "REJECT")
 
     av = availability(sub)
-    assert av[0] == "online" and av[-1] == "stopped"
+    assert av[0] == "online" and av[-1] == "offline"  # Home Assistant knows online and offline only
+    assert "stopped" not in av
     state = json.loads(sub.on("state")[-1][0])
     assert state["state"] == "running" and state["model"] == r["model"]
     assert state["camera"]["name"] == "demo-cam" and "state" in state["plc"]
@@ -74,7 +75,7 @@ def test_results_state_stats_and_availability(broker, subscriber, daemon):
     # retained: availability and state; results are not retained
     late = subscriber(broker)
     assert wait_until(lambda: late.on("available") and late.on("state"), 5)
-    assert late.on("available")[-1] == (b"stopped", True) and late.on("state")[-1][1] is True
+    assert late.on("available")[-1] == (b"offline", True) and late.on("state")[-1][1] is True
     time.sleep(0.3)
     assert late.on("result") == []
 
@@ -110,7 +111,7 @@ def test_broker_outage_loses_no_result(mosquitto, subscriber, daemon):
     assert len(sub.result_ids()) == len(ids)  # once per part id after de-duplication
     events = [e["event"] for e in d.events()]
     assert events.count("mqtt_connected") >= 2 and "mqtt_disconnected" in events
-    assert availability(sub)[-1] == "stopped" and availability(sub).count("online") >= 2
+    assert availability(sub)[-1] == "offline" and availability(sub).count("online") >= 2
 
 
 def test_sigkill_mid_run_then_restart_publishes_the_rest(broker, subscriber, daemon):
@@ -164,23 +165,36 @@ def test_set_commands_pause_resume_and_bad_payloads_ignored(broker, subscriber, 
     bad = [(f"{BASE}/set/pause", b"\xff\xfe\x00", False),  # not UTF-8
            (f"{BASE}/set/recipe", b"x" * 1000, False),  # over the size limit
            (f"{BASE}/set/reboot", b"now", False),  # not a command
-           (f"{BASE}/set/recipe", b"../../etc/passwd", False),  # not a recipe name
-           (f"{BASE}/set/recipe", b"other", False)]  # not in mqtt.recipes
+           (f"{BASE}/set/recipe", b"../../etc/passwd", False)]  # not a recipe name
     for topic, payload, retain in bad:
         pub.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-    pub.publish(f"{BASE}/set/recipe", b"pcb", qos=1).wait_for_publish(5)  # valid, but the judge has none
+    # well formed, refused by the command table's handlers (the same as on the control socket)
+    pub.publish(f"{BASE}/set/recipe", b"other", qos=1).wait_for_publish(5)  # not in mqtt.recipes
+    pub.publish(f"{BASE}/set/recipe", b"pcb", qos=1).wait_for_publish(5)  # listed, but the judge has none
 
-    def ignored():
-        return [e for e in d.events() if e["event"] == "mqtt_command_ignored"]
+    def events(name):
+        return [e for e in d.events() if e["event"] == name]
 
-    assert wait_until(lambda: len(ignored()) >= len(bad) + 1, 10), ignored()
-    time.sleep(0.5)
+    assert wait_until(lambda: len(events("mqtt_command_ignored")) >= len(bad) + 1, 10)
+    assert wait_until(lambda: len(events("mqtt_command_refused")) >= 2, 10)
     assert states()[-1] == "paused"  # none of them resumed the station
-    whys = " | ".join(e["why"] for e in ignored())
-    for part in ("UTF-8", "over the limit", "unknown command", "recipe name", "not in mqtt.recipes",
-                 "retained"):
+    whys = " | ".join(e["why"] for e in events("mqtt_command_ignored"))
+    for part in ("UTF-8", "over the limit", "unknown command", "recipe name", "retained"):
         assert part in whys, (part, whys)
-    assert wait_until(lambda: any(e["event"] == "mqtt_command_unsupported" for e in d.events()), 5)
+    refused = " | ".join(e["why"] for e in events("mqtt_command_refused"))
+    assert "not in mqtt.recipes" in refused and "anomaly judge has no recipe" in refused
+
+    def replies(cmd):
+        return [r for r in (json.loads(p) for p, _ in sub.on("reply")) if r["cmd"] == cmd]
+
+    assert wait_until(lambda: len(replies("recipe")) >= 2, 10)  # every command is answered
+    assert {"cmd": "pause", "ok": True, "paused": True} in replies("pause")
+    assert any(not r["ok"] and "no recipe" in r["error"] for r in replies("recipe"))
+
+    pub.publish(f"{BASE}/set/status", b"", qos=1)  # the live state, as `edge-inspector ctl status`
+    assert wait_until(lambda: replies("status"), 10)
+    status = replies("status")[0]["status"]
+    assert status["paused"] and status["paused_reason"] == "changeover" and status["live"]
 
     pub.publish(f"{BASE}/set/resume", b"", qos=1)
     assert wait_until(lambda: states()[-1] == "running", 10)

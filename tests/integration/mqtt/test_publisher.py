@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,12 +15,14 @@ import pytest
 from tests.helpers import wait_until
 
 from edge_inspector.capture.base import PartFactory
+from edge_inspector.commands import COMMANDS, Dispatcher, Reply
 from edge_inspector.config import load_config
 from edge_inspector.envelope import Inspection, Verdict
 from edge_inspector.outputs import Outputs
 from edge_inspector.outputs.mqtt.link import build_mqtt
 from edge_inspector.outputs.store import Store
 from edge_inspector.policy import Policy, PolicyConfig
+from edge_inspector.versions import Versions
 
 PARTS = PartFactory(5.0)
 
@@ -33,18 +34,39 @@ def inspection(i: int) -> Inspection:
     return Inspection(frame, Policy(PolicyConfig()).decide(frame, v, {"total": 1.0}), None, v)
 
 
+VERSIONS = Versions("test", "model-1", "c")
+
+
 class Station:
     """What the publisher reads of a station."""
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.paused = threading.Event()
-        self.overrides: list[str] = []
-        self.inspector = SimpleNamespace(model_hash="model-1")
+        self.paused_reason = ""
+        self.versions = VERSIONS
 
     def snapshot(self):
         return {"counters": {"decisions": 0}, "source": {"name": "cam", "state": "online"},
                 "outputs": [], "queue_depth": 0}
+
+    def on_change(self, listener):
+        self.listener = listener
+
+
+def commands(station):
+    """The command table with the station's pause and resume (the daemon's handlers, in little)."""
+
+    def pause(req):
+        station.paused.set()
+        station.paused_reason = req.value
+        return Reply(True, {"paused": True})
+
+    def resume(req):
+        station.paused.clear()
+        return Reply(True, {"paused": False})
+
+    return Dispatcher({**{n: (lambda r: Reply(True)) for n in COMMANDS}, "pause": pause, "resume": resume})
 
 
 
@@ -57,17 +79,19 @@ def link(tmp_path):
                                  "mqtt.host=127.0.0.1",
                                  f"mqtt.port={port}", "mqtt.topic_prefix=ei-test", "mqtt.reconnect_max_s=1",
                                  *sets])
-        lk = build_mqtt(cfg, "model-1")
-        store = Store(cfg.db_path, None, "model-1", "c", same_transaction=[lk.outbox.write])
+        lk = build_mqtt(cfg, lambda: VERSIONS)
+        store = Store(cfg.db_path, None, lambda: VERSIONS, writers=[lk.outbox])
         outputs = Outputs([store, lk.output])
-        lk.publisher.start(Station(cfg))
+        station = Station(cfg)
+        lk.publisher.attach(station, commands(station))
+        lk.publisher.start()
         made.append((lk, outputs))
         return lk, outputs
 
     yield make
     for lk, outputs in made:
+        lk.publisher.stop()  # the daemon's order: the service first, then the store
         outputs.close()
-        lk.publisher.stop()
 
 
 def test_writes_never_wait_for_a_down_broker_and_the_drain_keeps_order(mosquitto, subscriber, link):

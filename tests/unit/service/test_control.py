@@ -25,14 +25,14 @@ def station(station_config):
 
 @pytest.fixture
 def server(station, tmp_path):
-    for svc in station.services:
-        if svc.name == "reload":
-            svc.start(station)
+    reloader = station.services.get("reload")
+    reloader.start()
     group = next((g for g in ("dialout", "video", "adm") if _has_group(g)), None)
-    srv = ControlServer(tmp_path / "ctl.sock", group=group)
-    srv.start(station)
+    srv = ControlServer(tmp_path / "ctl.sock", station.dispatcher, group=group)
+    srv.start()
     yield srv
     srv.stop()
+    reloader.stop()
 
 
 def _has_group(name):
@@ -74,6 +74,7 @@ def test_several_requests_on_one_connection_and_bad_ones(server):
     assert answers[0]["ok"] and answers[0]["paused"]
     assert answers[1] == {"ok": False, "error": "not a JSON object"}
     assert not answers[2]["ok"] and "unknown command 'explode'" in answers[2]["error"]
+    assert "recipe" in answers[2]["error"]  # the one table, named in full
     assert not answers[3]["ok"]
     assert answers[4] == {"ok": True, "paused": False}
 
@@ -96,13 +97,13 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not(station, tmp_path):
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(path))
     dead.close()  # the file stays, nobody listens: what a killed daemon leaves
-    first = ControlServer(path)
-    first.start(station)
+    first = ControlServer(path, station.dispatcher)
+    first.start()
     try:
         assert request(path, "status")["ok"]
-        second = ControlServer(path)
-        second.start(station)  # logs control_socket_failed, serves nothing
-        assert second._thread is None
+        second = ControlServer(path, station.dispatcher)
+        second.start()  # logs control_socket_failed, serves nothing
+        assert not second.serving
         second.stop()
         assert request(path, "status")["ok"]
     finally:
@@ -113,3 +114,16 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not(station, tmp_path):
 def test_client_errors_are_clear(tmp_path):
     with pytest.raises(ControlError, match="no one listens on"):
         request(tmp_path / "none.sock", "status")
+
+
+def test_the_socket_serves_the_whole_command_table(server, station):
+    assert request(server.path, "pause", "changeover")["paused"] is True
+    assert station.paused_reason == "changeover"
+    status = request(server.path, "status")["status"]
+    assert status["paused"] and status["paused_reason"] == "changeover"
+    assert request(server.path, "resume") == {"ok": True, "paused": False}
+    with pytest.raises(ControlError, match="not in mqtt.recipes"):
+        request(server.path, "recipe", "pcb")  # no recipes listed: refused, by the same table as MQTT
+    with pytest.raises(ControlError, match="takes no value"):
+        request(server.path, "status", "now")
+    assert request(server.path, "reload")["detail"].startswith("reload started")

@@ -102,9 +102,9 @@ def test_service_pings_only_while_healthy_and_says_stopping(dgram):
     sock, path = dgram
     st = fake_station()
     st.ready.clear()
-    svc = SystemdNotifier(stuck_after_s=1.0, status_every_s=0.1,
+    svc = SystemdNotifier(st, stuck_after_s=1.0, status_every_s=0.1,
                           env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "100000"})
-    svc.start(st)
+    svc.start()
     got = []
 
     def collect(seconds):

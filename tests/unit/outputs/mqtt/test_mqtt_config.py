@@ -40,9 +40,9 @@ def test_secrets_and_tls_files_are_checked_at_startup(tmp_path, monkeypatch):
     base = ["mqtt.host=127.0.0.1", f"station.data_dir={tmp_path}", "mqtt.username=station"]
     monkeypatch.delenv("EI_TEST_MQTT_PW", raising=False)
     with pytest.raises(StartupError, match="EI_TEST_MQTT_PW is not set"):
-        build_mqtt(load_config(None, base + ["mqtt.password=env:EI_TEST_MQTT_PW"]), "m")
+        build_mqtt(load_config(None, base + ["mqtt.password=env:EI_TEST_MQTT_PW"]), lambda: None)
     with pytest.raises(StartupError, match="mqtt.tls.ca_file"):
-        build_mqtt(load_config(None, base + [f"mqtt.tls={{ca_file: {tmp_path}/none.pem}}"]), "m")
+        build_mqtt(load_config(None, base + [f"mqtt.tls={{ca_file: {tmp_path}/none.pem}}"]), lambda: None)
     (tmp_path / "pw").write_text("s3cret\n")
-    link = build_mqtt(load_config(None, base + [f"mqtt.password=file:{tmp_path}/pw"]), "m")
+    link = build_mqtt(load_config(None, base + [f"mqtt.password=file:{tmp_path}/pw"]), lambda: None)
     assert link.publisher._password == "s3cret"
