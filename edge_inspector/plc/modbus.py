@@ -43,7 +43,16 @@ C_TRIGGER, C_RESULTS_ACK, C_CLEAR_ERROR = 0x1, 0x2, 0x4
 S_ONLINE, S_TRIGGER_READY, S_TRIGGER_ACK, S_RESULTS_VALID, S_BUSY, S_OVERRUN, S_ERROR = (
     1 << i for i in range(7))
 E_NONE, E_STALLED, E_TRIGGER_REFUSED, E_OVERRUN = range(4)
-RESULT_CODES = {r: i for i, r in enumerate(Reason)}  # ok=0, defect=1, ... in Reason's order
+# RESULT_CODE on the wire, by the reason's stable string: fixed, never derived from the Reason
+# enum's order (a PLC program switches on these numbers; docs/plc.md lists them). A new reason gets
+# the next free number here; a number is never reused or moved. A reason missing here is 0xFFFF.
+WIRE_CODES: dict[str, int] = {
+    "ok": 0, "defect": 1, "low_confidence": 2, "unreadable_frame": 3, "regions_error": 4,
+    "judge_error": 5, "timeout": 6, "queue_overflow": 7, "camera_offline": 8, "paused": 9,
+    "registration_failed": 10,  # reserved for the regions stage's NO-READ (being added)
+}
+UNKNOWN_CODE = 0xFFFF
+RESULT_CODES: dict[Reason, int] = {r: WIRE_CODES.get(r.value, UNKNOWN_CODE) for r in Reason}
 OUTCOMES = {Outcome.PASS: 1, Outcome.REJECT: 2, Outcome.NO_READ: 3}
 
 
@@ -70,7 +79,7 @@ class RegisterMap:
 
     def result(self, inspection: Inspection) -> None:
         f, d = inspection.frame, inspection.decision
-        words = [f.seq & 0xFFFF, (f.seq >> 16) & 0xFFFF, RESULT_CODES.get(d.reason, 0xFFFF),
+        words = [f.seq & 0xFFFF, (f.seq >> 16) & 0xFFFF, WIRE_CODES.get(str(d.reason), UNKNOWN_CODE),
                  2 if d.action is Action.REJECT else 1, OUTCOMES[d.outcome], int(d.late)]
         with self._lock:
             self._open.pop(f.part_id, None)
