@@ -93,6 +93,8 @@ def configure(level: str = "info", fmt: str = "json", journald: bool | None = No
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     logging.captureWarnings(True)
     adopt_library_loggers()
+    global _configured
+    _configured = True
 
 
 def adopt_library_loggers() -> int:
@@ -112,12 +114,13 @@ def adopt_library_loggers() -> int:
 
 
 class _LogWriter(io.TextIOBase):
-    """A text stream that turns each line written to it into a log event."""
+    """A text stream that turns each line written to it into a log event (on stderr)."""
 
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
+    def __init__(self, real) -> None:
+        self.real = real
         self._buf = ""
         self._lock = threading.Lock()
+        self._inside = threading.local()
         self._log = structlog.get_logger("stdout")
 
     def writable(self) -> bool:
@@ -126,30 +129,58 @@ class _LogWriter(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    def _emit(self, line: str) -> None:
+        if getattr(self._inside, "on", False):  # logging itself wrote to stdout: never loop
+            self.real.write(line + "\n")
+            return
+        self._inside.on = True
+        try:
+            self._log.info("library_output", line=line[:2000])
+        finally:
+            self._inside.on = False
+
     def write(self, text: str) -> int:
         with self._lock:
             self._buf += text
             *lines, self._buf = self._buf.replace("\r", "\n").split("\n")
         for line in lines:
             if line.strip():
-                self._log.info("library_output", origin=self.origin, line=line.rstrip()[:2000])
+                self._emit(line.rstrip())
         return len(text)
 
     def flush(self) -> None:
         with self._lock:
             rest, self._buf = self._buf, ""
         if rest.strip():
-            self._log.info("library_output", origin=self.origin, line=rest.rstrip()[:2000])
+            self._emit(rest.rstrip())
+
+
+_redirect_lock = threading.Lock()
+_redirect: dict = {"depth": 0, "writer": None}
+_configured = False
 
 
 @contextlib.contextmanager
 def stdout_to_log(origin: str) -> Iterator[None]:
-    """While inside, what anything writes to ``sys.stdout`` becomes log events (stderr)."""
-    real, writer = sys.stdout, _LogWriter(origin)
-    sys.stdout = writer
+    """While inside (from any thread; nested uses share one redirection), what anything writes to
+    ``sys.stdout`` becomes log events on stderr. Does nothing until :func:`configure` ran (a test
+    runner's or a caller's own stdout is left alone)."""
+    if not _configured:
+        yield
+        return
+    with _redirect_lock:
+        if _redirect["depth"] == 0:
+            _redirect["writer"] = _LogWriter(sys.stdout)
+            sys.stdout = _redirect["writer"]
+        _redirect["depth"] += 1
     try:
         yield
     finally:
-        writer.flush()
-        if sys.stdout is writer:
-            sys.stdout = real
+        with _redirect_lock:
+            _redirect["depth"] -= 1
+            writer = _redirect["writer"]
+            if _redirect["depth"] == 0 and writer is not None:
+                writer.flush()
+                if sys.stdout is writer:
+                    sys.stdout = writer.real
+                _redirect["writer"] = None

@@ -106,6 +106,76 @@ def test_sigterm_finishes_the_parts_in_flight_and_exits_zero(station_config, tmp
     assert any(e["event"] == "stopping" and e["why"] == "SIGTERM" for e in events)
 
 
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_shutdown_in_order_each_step_once_and_no_thread_left_on_the_store(station_config):
+    import threading
+
+    cfg = load_config(station_config(), ["mqtt.host=127.0.0.1", f"mqtt.port={free_port()}",
+                                         "service.retention.prune_every_s=0.01",
+                                         "service.retention.check_disk_every_s=0.01"])
+    station = Station.build(cfg)
+    steps, seen = [], {}
+    names = [s.name for s in station.services]
+    assert names == ["mqtt", "retention", "reload", "control", "systemd"]
+
+    def record(name, fn, check=None):
+        def wrapped(*a, **kw):
+            steps.append(name)
+            if check:
+                seen[name] = check()
+            return fn(*a, **kw)
+        return wrapped
+
+    def alive():
+        return sorted(t.name for t in threading.enumerate()
+                      if t.name in ("capture", "worker", "mqtt-outbox", "retention", "reload", "control",
+                                    "systemd-notify"))
+
+    station.source.close = record("source", station.source.close, alive)
+    for svc in station.services:
+        svc.teardown = record(svc.name, svc.teardown)
+    station.inspector.close = record("stages", station.inspector.close)
+    store = next(o for o in station.outputs.outputs if o.name == "store")
+    store.close = record("store", store.close, alive)
+    assert station.run(max_parts=5, install_signals=False) == 0
+    assert steps == ["source", "systemd", "control", "reload", "retention", "mqtt", "stages", "store"]
+    assert "capture" not in seen["source"] and "worker" not in seen["source"]  # the loop ended first
+    assert seen["store"] == []  # nothing that could use SQLite runs when the store's connection closes
+    station.outputs.close()  # a second close is a no-op: each output is closed once
+    assert steps.count("store") == 1
+
+
+def test_no_row_keeps_the_path_of_an_image_that_retention_deleted(station_config):
+    import threading
+
+    from tests.helpers import wait_until
+
+    cfg = load_config(station_config(capture={"defect_rate": 0.9, "interval_ms": 20},
+                                     images={"max_total_mb": 0.1, "prune_every": 1},
+                                     service={"retention": {"check_disk_every_s": 0.02, "min_free_mb": 0}}))
+    station = Station.build(cfg)
+    retention = station.services.get("retention")
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        assert wait_until(lambda: retention.images_pruned >= 3 and station.counters.decisions >= 14, 120)
+    finally:
+        station.request_stop("test")
+        runner.join(60)
+    got = rows(cfg)
+    rejects = [r for r in got if r["outcome"] != "PASS"]
+    assert len(rejects) >= 5
+    assert all(r["image_path"] is None or os.path.exists(r["image_path"]) for r in got)
+    assert any(r["image_path"] is None for r in rejects) and any(r["image_path"] for r in rejects)
+
+
 def test_startup_without_the_reference_is_a_clear_error(station_config, tmp_path):
     cfg_path = station_config(regions={"reference": str(tmp_path / "missing.png")})
     proc = subprocess.run([sys.executable, "-m", "edge_inspector", "run", "--config", str(cfg_path)],

@@ -71,6 +71,7 @@ def test_status_watch_in_tmux_live_paused_and_daemon_gone(station_config, daemon
     parts_line = [line for line in text.splitlines() if line.startswith("parts ")][0]
     assert int(parts_line.split()[1]) > first
 
+    d.wait_decisions(10)  # what "last 10 decisions" below needs, however fast the parts came
     assert d.terminate() == 0
     text = screen(tmux, "daemon not running")
     assert "totals from the database" in text and "last 10 decisions" in text
