@@ -182,12 +182,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, data, source)) from None
-    return _with_recipe_regions(cfg)
+    regions_overrides = [o for o in overrides or [] if parse_override(o)[0][0] == "regions"]
+    return _with_recipe_regions(cfg, regions_overrides, base_dir)
 
 
-def _with_recipe_regions(cfg: Config) -> Config:
+def _with_recipe_regions(cfg: Config, overrides: list[str], base_dir: Path) -> Config:
     """A recipe with a ``regions`` block chooses the product's regions model: it replaces the station's
-    regions section (its paths are relative to the recipe). A missing recipe is the judge's to report."""
+    regions section (its paths are relative to the recipe). The command line's ``--set regions.*``
+    overrides still win, applied on top of the recipe's block (one that changes ``regions.kind``
+    leaves the recipe's block out). A missing recipe is the judge's to report."""
     recipe = getattr(cfg.judge, "recipe", None)
     if recipe is None or not Path(recipe).is_file():
         return cfg
@@ -202,7 +205,16 @@ def _with_recipe_regions(cfg: Config) -> Config:
         block = _RecipeRegions.model_validate(data, context={"base_dir": Path(recipe).resolve().parent})
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, data, f"recipe {recipe}")) from None
-    return cfg.model_copy(update={"regions": block.regions})
+    if not overrides:
+        return cfg.model_copy(update={"regions": block.regions})
+    data = Config.fill_default_kinds(apply_overrides({"regions": block.regions.model_dump()}, overrides))
+    if data["regions"].get("kind") != block.regions.kind:
+        return cfg  # the overrides chose another regions model: the station's section with them
+    try:
+        merged = _RecipeRegions.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, data, f"recipe {recipe} with the --set overrides")) from None
+    return cfg.model_copy(update={"regions": merged.regions})
 
 
 class _RecipeRegions(ConfigModel):

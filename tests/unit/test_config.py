@@ -100,12 +100,29 @@ def _recipe(tmp_path, regions_block: str) -> Path:
     return recipe
 
 
+def _station(tmp_path, recipe) -> Path:
+    path = tmp_path / "station.yaml"
+    path.write_text(f"judge:\n  kind: vlm\n  model_dir: {tmp_path}\n  recipe: {recipe}\n"
+                    "regions:\n  kind: variation\n  boxes:\n    threshold: 1.5\n")
+    return path
+
+
 def test_the_recipe_chooses_the_regions_model(tmp_path):
     recipe = _recipe(tmp_path, "regions:\n  kind: texture\n  good_images: good\n")
-    cfg = load_config(None, ["judge.kind=vlm", f"judge.model_dir={tmp_path}", f"judge.recipe={recipe}",
-                             "regions.kind=variation"])
-    assert cfg.regions.kind == "texture"
+    cfg = load_config(_station(tmp_path, recipe))
+    assert cfg.regions.kind == "texture"  # over the station file's variation section
     assert cfg.regions.good_images == tmp_path / "good"  # relative to the recipe
+
+
+def test_set_overrides_win_over_the_recipes_regions_block(tmp_path):
+    recipe = _recipe(tmp_path, "regions:\n  kind: texture\n  good_images: good\n  boxes:\n    threshold: 1.2\n")
+    cfg = load_config(_station(tmp_path, recipe), ["regions.boxes.threshold=2.5"])
+    assert cfg.regions.kind == "texture" and cfg.regions.boxes.threshold == 2.5  # not dropped
+    assert cfg.regions.good_images == tmp_path / "good"  # the rest of the recipe's block stays
+    other = load_config(_station(tmp_path, recipe), ["regions.kind=variation"])
+    assert other.regions.kind == "variation" and other.regions.boxes.threshold == 1.5  # the station's
+    with pytest.raises(ConfigError, match=r"regions.boxes.threshold: Input should be greater than 0"):
+        load_config(_station(tmp_path, recipe), ["regions.boxes.threshold=-1"])
 
 
 def test_a_bad_regions_block_in_the_recipe_names_the_recipe_and_key(tmp_path):
