@@ -52,7 +52,7 @@ class MqttConfig(ConfigModel):
     outbox_keep_delivered_s: float = Field(60.0, ge=0, description="Delivered outbox rows are deleted "
                                            "after this many seconds.")
     stop_flush_s: float = Field(2.0, ge=0, le=60, description="On a clean exit, wait up to this long for "
-                                "the outbox to drain before publishing 'stopped'.")
+                                "the outbox to drain before publishing 'offline'.")
     reject_image: bool = Field(False, description="Also publish each REJECT's image (JPEG, boxes drawn) "
                                "on .../reject_image, best effort (QoS 0, not from the outbox).")
     reject_image_max_kb: int = Field(256, ge=8, le=10_240, description="A reject image larger than this "
