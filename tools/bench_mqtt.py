@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_inspector.capture.base import PartFactory  # noqa: E402
+from edge_inspector.commands import COMMANDS, Dispatcher, Reply  # noqa: E402
 from edge_inspector.config import load_config  # noqa: E402
 from edge_inspector.envelope import Inspection, Verdict  # noqa: E402
 from edge_inspector.logs import configure  # noqa: E402
@@ -41,8 +42,10 @@ from edge_inspector.outputs import Outputs  # noqa: E402
 from edge_inspector.outputs.mqtt.link import build_mqtt  # noqa: E402
 from edge_inspector.outputs.store import Store  # noqa: E402
 from edge_inspector.policy import Policy, PolicyConfig  # noqa: E402
+from edge_inspector.versions import Versions  # noqa: E402
 
 PARTS = PartFactory(60.0)
+VERSIONS = Versions("bench", "bench", "c")
 POLICY = Policy(PolicyConfig())
 IMAGE = np.zeros((16, 16), np.uint8)
 
@@ -125,14 +128,15 @@ def run(root: Path, broker: Broker, args, name: str):
     cfg = load_config(None, [f"station.data_dir={root / name}", "station.name=bench", "mqtt.host=127.0.0.1",
                              f"mqtt.port={broker.port}", f"mqtt.inflight={args.inflight}",
                              "mqtt.reconnect_max_s=1", "mqtt.stats_interval_s=3600"])
-    link = build_mqtt(cfg, "bench")
-    store = Store(cfg.db_path, None, "bench", "c", same_transaction=[link.outbox.write])
+    link = build_mqtt(cfg, lambda: VERSIONS)
+    store = Store(cfg.db_path, None, lambda: VERSIONS, writers=[link.outbox])
     outputs = Outputs([store, link.output])
-    station = SimpleNamespace(cfg=cfg, paused=threading.Event(), overrides=[],
-                              inspector=SimpleNamespace(model_hash="bench"),
+    station = SimpleNamespace(cfg=cfg, paused=threading.Event(), paused_reason="", versions=VERSIONS,
+                              on_change=lambda listener: None,
                               snapshot=lambda: {"counters": {}, "source": {}, "outputs": [],
                                                 "queue_depth": 0})
-    link.publisher.start(station)
+    link.publisher.attach(station, Dispatcher({n: (lambda r: Reply(False, error="benchmark")) for n in COMMANDS}))
+    link.publisher.start()
     return link, outputs
 
 
@@ -152,7 +156,7 @@ def main() -> None:
         sub = Counter(broker.port, "edge-inspector/bench/result")
         try:
             # the store alone: the row without the outbox
-            base = Store(root / "base.db", None, "bench", "c")
+            base = Store(root / "base.db", None, lambda: VERSIONS)
             t_base = []
             for i in range(args.parts):
                 ins = inspection(i)
@@ -174,8 +178,8 @@ def main() -> None:
             dt = time.perf_counter() - start
             wait(lambda: sub.n >= args.parts, 5)
             rows.append(("burst", args.parts, args.parts / dt, list(link.publisher.ack_ms), ok, sub.n))
-            outputs.close()
             link.publisher.stop()
+            outputs.close()
 
             # backlog: written while the broker is down, then drained
             broker.stop()
@@ -188,8 +192,8 @@ def main() -> None:
             ok = wait(lambda: link.outbox.delivered >= args.parts, 120)
             dt = time.perf_counter() - start
             rows.append(("backlog", args.parts, args.parts / dt, [], ok, None))
-            outputs.close()
             link.publisher.stop()
+            outputs.close()
 
             # paced at a line's rate
             link, outputs = run(root, broker, args, "paced")
@@ -207,8 +211,8 @@ def main() -> None:
             wait(lambda: sub.n >= args.paced_parts, 5)
             rows.append((f"paced {args.rate:g}/s", args.paced_parts, args.paced_parts / dt,
                          list(link.publisher.ack_ms), ok, sub.n))
-            outputs.close()
             link.publisher.stop()
+            outputs.close()
         finally:
             sub.close()
             broker.stop()
