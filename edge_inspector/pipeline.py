@@ -13,7 +13,7 @@ import time
 import structlog
 
 from edge_inspector.envelope import Frame, Inspection, Reason, Regions, Verdict
-from edge_inspector.errors import JudgeTimeout
+from edge_inspector.errors import JudgeTimeout, RegistrationFailed
 from edge_inspector.judge.base import Judge
 from edge_inspector.policy import Policy
 from edge_inspector.regions.base import RegionFinder
@@ -107,6 +107,10 @@ class Inspector:
                                                               frame.error or "no image", timings)))
         try:
             regions = self.regions.find(frame)
+        except RegistrationFailed as exc:
+            log.warning("registration_failed", part_id=frame.part_id, error=str(exc), **exc.figures)
+            return done(Inspection(frame, self.policy.no_read(
+                frame, Reason.REGISTRATION_FAILED, str(exc), timings)))
         except Exception as exc:  # noqa: BLE001 - any failure is a NO-READ, never a crash
             log.warning("regions_failed", part_id=frame.part_id, error=str(exc))
             return done(Inspection(frame, self.policy.no_read(

@@ -4,13 +4,13 @@ import pytest
 from edge_inspector.capture.base import PartFactory
 from edge_inspector.regions.boxes import BoxParams, iou, pad_box
 from edge_inspector.regions.variation import VariationConfig, VariationFinder, VariationModel
-from edge_inspector.synth.pcb import make_board
+from edge_inspector.synth.pcb import make_board, reference_board
 
 
 
 @pytest.fixture(scope="module")
 def one_shot(design):
-    return VariationModel(VariationConfig(), [make_board(design, 0).image])
+    return VariationModel(VariationConfig(), [reference_board(design).image])
 
 
 def test_a_jittered_good_board_has_no_box(one_shot, design):
@@ -62,7 +62,7 @@ def test_per_part_reference_is_one_shot(design):
     finder = VariationFinder(VariationConfig(), images=[])
     trig = PartFactory(1.0).trigger("cam")
     board = make_board(design, 33, defects=["short"])
-    r = finder.find(trig.frame(board.image, reference=make_board(design, 0).image))
+    r = finder.find(trig.frame(board.image, reference=reference_board(design).image))
     assert r.boxes
     with pytest.raises(ValueError, match="no reference"):
         finder.find(trig.frame(board.image))
@@ -76,7 +76,7 @@ def test_pad_box_keeps_size_at_the_border():
 
 def test_many_small_anomalies_are_capped(design):
     cfg = VariationConfig(boxes=BoxParams(max_boxes=5, min_area_px=1))
-    model = VariationModel(cfg, [make_board(design, 0).image])
+    model = VariationModel(cfg, [reference_board(design).image])
     noisy = make_board(design, 26).image.copy()
     rng = np.random.default_rng(0)
     ys, xs = rng.integers(20, 620, 400), rng.integers(20, 620, 400)
