@@ -229,14 +229,19 @@ class Registrar:
         if not np.isfinite(sx):
             sx = sy = 0.0
         warp = np.array([[1, 0, sx / lv.scale], [0, 1, sy / lv.scale], [0, 0, 1]], np.float64)
-        corr = inl = 0.0
+        images = []
         for i, lv in enumerate(self.levels):
-            level_img = coarse if i == 0 else self._image(img, lv)
-            warp, corr, inl = self._fit(level_img, lv, warp, 12 if i == 0 else 6)
+            images.append(coarse if i == 0 else self._image(img, lv))
+            warp, *_ = self._fit(images[-1], lv, warp, 12 if i == 0 else 6)
+        # trust is measured where the structure is, not the finest level's edge noise (a rough edge
+        # of a binarised scan decorrelates there even when the fit is right): the second level
+        k = min(1, len(self.levels) - 1)
+        _, corr, inl = self._fit(images[k], self.levels[k], warp, 1, update=False)
         return self._checked(warp, corr, inl)
 
-    def _fit(self, img: np.ndarray, lv: _Level, warp: np.ndarray, iterations: int):
-        """Inverse-compositional Gauss-Newton at one level; ``warp`` in reference pixels."""
+    def _fit(self, img: np.ndarray, lv: _Level, warp: np.ndarray, iterations: int, update: bool = True):
+        """Inverse-compositional Gauss-Newton at one level; ``warp`` in reference pixels. Returns the
+        warp, and the correlation and inlier share measured at the last iteration's start."""
         s = np.diag([lv.scale, lv.scale, 1.0])
         # normalised reference -> normalised frame at this level
         w = lv.norm @ s @ warp @ np.linalg.inv(s) @ np.linalg.inv(lv.norm)
@@ -268,7 +273,7 @@ class Registrar:
             wt = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
             inl = float((np.abs(err) < 3 * scale).mean() * inside.mean())
             corr = cov / np.sqrt(var_t * var_f) if var_t * var_f > 1e-12 else 0.0
-            if self.n_params == 0:
+            if self.n_params == 0 or not update:
                 break
             j = sd[inside]
             jw = j * wt[:, None]

@@ -86,9 +86,9 @@ class VariationConfig(RefineFields):
                                       "reference's local min and max over this radius bound each pixel. "
                                       "Covers residual misregistration and edges moved by a binarisation "
                                       "threshold; a defect must be larger than it to be seen.")
-    abs_tolerance: float = Field(0.2, gt=0, le=1, description="Tolerance outside the envelope, as a "
+    abs_tolerance: float = Field(0.3, gt=0, le=1, description="Tolerance outside the envelope, as a "
                                  "fraction of the reference's contrast (2nd to 98th percentile).")
-    edge_tolerance: float = Field(0.3, ge=0, le=1, description="Extra tolerance near edges, as a "
+    edge_tolerance: float = Field(0.6, ge=0, le=1, description="Extra tolerance near edges, as a "
                                   "fraction of the envelope's local range (max - min): a frame sharper "
                                   "or blurrier than the reference differs there and only there. Flat "
                                   "areas (where pin-holes and spurious copper show) keep the tight band.")
@@ -145,8 +145,8 @@ class VariationModel:
             lower, upper = np.minimum(lower, cv2.erode(x, disk)), np.maximum(upper, cv2.dilate(x, disk))
             stack.append(x)
         self.reference = np.median(np.stack(stack), axis=0).astype(np.float32) if len(stack) > 2 else ref
-        slack = cfg.edge_tolerance * (upper - lower)
-        self.lower, self.upper = lower - slack, upper + slack
+        self._slack = cfg.edge_tolerance * (upper - lower)
+        self.lower, self.upper = lower - self._slack, upper + self._slack
         self.tolerance = float(cfg.abs_tolerance * max(self._hi - self._lo, 1.0))
         self.samples = len(grays)
         self.fingerprint = _fingerprint(cfg, images)
