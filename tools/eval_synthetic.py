@@ -3,7 +3,7 @@
 
     python tools/eval_synthetic.py [--designs 10] [--boards 20] [--first-design 900]
                                    [--kinds gray,binary,color] [--rotations 0,0.5,1,2]
-                                   [--set key=value ...] [--json out.json]
+                                   [--set key=value ...] [--json out.json] [--record DIR]
 
 Per design and image kind: a one-shot model from the golden board (the untouched template, as a new
 user would start), then boards that alternate good and defective (1 to 3 defects), each re-captured
@@ -23,6 +23,7 @@ import json
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -90,6 +91,9 @@ def evaluate(cfg: VariationConfig, designs: range, boards: int, kind: str, rotat
             c["found"] += len(found)
             c["truth"] += len(truth)
             c["matched"] += match_one_to_one(truth, found)
+            for d in board.defects:
+                if not found or box_iou(np.asarray([d.box], float), np.asarray(found, float)).max() <= 0.33:
+                    c["missed_" + d.kind] += 1
             if board.defective:
                 c["bad"] += 1
                 c["missed"] += not found
@@ -111,7 +115,34 @@ def evaluate(cfg: VariationConfig, designs: range, boards: int, kind: str, rotat
         # the cascade: a part with no box is passed without the VLM
         "cascade_good_skipped": (c["good"] - c["overkill"]) / max(c["good"], 1),
         "cascade_defective_passed": c["missed"],
+        "missed_by_kind": {k[7:]: v for k, v in c.items() if k.startswith("missed_")},
     }
+
+
+def record(out: Path, designs: range, boards: int, kinds: list[str], rotations: list[float]) -> Path:
+    """Write the boards as a labelled recording for ``tools/evaluate.py`` (the station's own path,
+    VLM cascade included): images, the template per design, and ``manifest.jsonl``."""
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for kind in kinds:
+        for ds in designs:
+            design = BoardDesign(ds)
+            ref = out / f"template-{ds}-{kind}.png"
+            cv2.imwrite(str(ref), make_board(design, 0, jitter=None, kind=kind).image)
+            for rot in rotations:
+                for s in range(1, boards + 1):
+                    board = make_board(design, s, defects=0 if s % 2 else 1 + s % 3,
+                                       jitter=Recapture().at_rotation(rot), kind=kind)
+                    name = f"{kind}-{ds}-r{rot:g}-{s:03d}.jpg"
+                    cv2.imwrite(str(out / name), board.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    lines.append({"id": name, "image": name, "reference": ref.name,
+                                  "label": "defective" if board.defective else "good",
+                                  "boxes": [list(d.box) for d in board.defects]})
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return manifest
 
 
 def main() -> None:
@@ -124,7 +155,14 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a variation-model setting, e.g. misregistration_px=2 or boxes.margin_px=10")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--record", type=Path, help="write the boards as a labelled recording for "
+                    "tools/evaluate.py into this folder instead of evaluating")
     args = ap.parse_args()
+    if args.record:
+        m = record(args.record, range(args.first_design, args.first_design + args.designs), args.boards,
+                   args.kinds.split(","), [float(x) for x in args.rotations.split(",")])
+        print(f"wrote {m}: python tools/evaluate.py --manifest {m} [--config station.yaml]")
+        return
     cfg = VariationConfig(**_settings(args.overrides))
     designs = range(args.first_design, args.first_design + args.designs)
     rows = []
@@ -148,6 +186,11 @@ def main() -> None:
           f"{total['overkill']}/{total['good']} ({total['overkill'] / max(total['good'], 1):.2%}), "
           f"registration failed {total['registration_failed']}, "
           f"mean F {statistics.mean(r['f1'] for r in rows):.3f}, min F {min(r['f1'] for r in rows):.3f}")
+    kinds = defaultdict(int)
+    for r in rows:
+        for k, v in r["missed_by_kind"].items():
+            kinds[k] += v
+    print(f"defects not boxed, by kind: {dict(kinds) or '-'}")
     print("cascade: good boards decided without the VLM "
           f"{(total['good'] - total['overkill']) / max(total['good'], 1):.1%}; defective boards it "
           f"would pass {total['defective_passed']}")

@@ -3,7 +3,7 @@
 A second capture is lit differently: another gain and offset, a gradient across the field (a lamp
 to one side), a vignette. The field is a low-order polynomial in the image coordinates (order 0: one
 gain and offset; 1: plus a linear gradient; 2: plus a quadratic vignette), fitted by iteratively
-re-weighted least squares (Tukey weights) on a grid of sampled pixels, so that defects and edges that
+re-weighted least squares (Huber weights) on a grid of sampled pixels, so that defects and edges that
 moved do not pull it. Binarised scans come out unchanged (gain 1, offset 0).
 """
 
@@ -39,7 +39,11 @@ def fit_light(frame: np.ndarray, reference: np.ndarray, valid: np.ndarray, order
     if f.size < 4 * (n_gain + len(off_t)) or f.std() < 1e-6:
         return np.r_[1.0, np.zeros(n_gain - 1)], np.zeros(len(off_t))
     a = np.stack([f * t for t in gain_t] + off_t, 1)
-    weights = np.ones_like(f)
+    lo, hi = float(r.min()), float(r.max())
+    bins = np.minimum(((r - lo) / max(hi - lo, 1e-6) * 8).astype(int), 7)
+    balance = 1.0 / np.bincount(bins, minlength=8)[bins]
+    balance *= balance.size / balance.sum()
+    weights = balance.copy()
     coef = np.zeros(a.shape[1])
     # the scale of the residuals never falls below 2 % of the reference's contrast: on a binarised
     # frame most residuals are exactly 0, and a scale from them alone would weigh every other pixel out
@@ -59,15 +63,18 @@ def fit_light(frame: np.ndarray, reference: np.ndarray, valid: np.ndarray, order
             break
         res = r - np.einsum("ni,i->n", a, coef)
         scale = max(1.4826 * float(np.median(np.abs(res))), floor)
-        u = res / (4.685 * scale)
-        weights = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        # Huber, not Tukey: a frame that is mostly two grey levels (copper, substrate) must keep its
+        # minority level in the fit, or the gain is left to the majority alone and comes out anything
+        u = np.abs(res) / (1.345 * scale)
+        weights = balance * np.where(u <= 1, 1.0, 1.0 / np.maximum(u, 1e-12))
         if weights.sum() < a.shape[1] * 4:
             break
     return coef[:n_gain], coef[n_gain:]
 
 
 def match_light(frame: np.ndarray, reference: np.ndarray, valid: np.ndarray, order: int = 2) -> np.ndarray:
-    """``frame`` (float32, on the reference grid) with the reference's light."""
+    """``frame`` (float32, on the reference grid) with the reference's light; ``valid``: the pixels
+    to learn it from (see :func:`fit_light`)."""
     gain_c, off_c = fit_light(frame, reference, valid, order)
     h, w = frame.shape
     # the fields are smooth: evaluate them on a coarse grid and interpolate

@@ -334,10 +334,10 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
     mask = design.mask
     truth: list[Defect] = []
     occupied = np.zeros(mask.shape, np.uint8)
-    for kind in kinds:
+    for defect in kinds:
         for _ in range(20):  # keep defects apart, as separate annotations
             trial = mask.copy()
-            changed = _DEFECTS[kind](trial, design, rng)
+            changed = _DEFECTS[defect](trial, design, rng)
             if not changed.any():
                 continue
             box = _annotation_box(changed, rng)
@@ -346,7 +346,7 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
                 continue
             mask[:] = trial
             occupied[y1:y2, x1:x2] = 1
-            truth.append(Defect(kind, box))
+            truth.append(Defect(defect, box))
             break
     if kind is None:
         kind = "binary" if rng.random() < 0.25 else "gray"
