@@ -77,6 +77,14 @@ def test_too_many_invalid_votes_is_an_error_never_a_pass(recipe_path):
         judge.judge(*part()[:2], time.monotonic() + 5)
 
 
+def test_the_demo_answer_defective_none_is_a_pass_not_a_judge_error(recipe_path):
+    """The tiny AWQ model in the demo answered this five times; it made 5 of 6 parts NO-READ."""
+    none = "defective: none\ndefect_type: none\nregion: none\ndescription: the part looks like the reference"
+    judge, _ = make(recipe_path, FakeEngine([none] * 5, p_logit=0.2))
+    v = judge.judge(*part()[:2], time.monotonic() + 5)
+    assert not v.defective and (v.details["valid_votes"], v.details["vote_share"]) == (5, 0.0)
+
+
 def test_votes_zero_rests_on_the_logits(recipe_path):
     judge, engine = make(recipe_path, FakeEngine(p_logit=0.3), votes=0)
     v = judge.judge(*part()[:2], time.monotonic() + 5)
