@@ -158,7 +158,7 @@ def build(config: VlmJudgeConfig, clock: Callable[[], float] = time.monotonic, w
     engine = Engine(loaded, max_pixels={"frame": config.frame_max_pixels, "crop": config.crop_max_pixels,
                                         "reference": config.reference_max_pixels},
                     sampling=SamplingSettings(config.temperature, config.top_p, config.max_new_tokens, config.seed),
-                    prefix_cache=config.prefix_cache, clock=clock)
+                    prefix_cache=config.prefix_cache, clock=clock, constrained=config.constrained)
     judge = VlmJudge(config, engine, recipes, loaded.info.fingerprint, clock)
     if warm_up:
         try:
