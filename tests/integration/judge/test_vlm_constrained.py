@@ -95,3 +95,14 @@ def test_constrained_greedy_votes_match_generate_with_the_logits_processor(tiny_
                                     logits_processor=[processor])
     reference = engine.encoder.decode(out[:, ids.shape[1]:].tolist())[0]
     assert gen.texts == (ANSWER_PREFIX + reference,) * 3
+
+
+def test_the_benchmark_puts_constrained_beside_free(tiny_models):
+    import bench_judge
+
+    rows = {name.strip(): (ms, ratio) for name, ms, ratio in
+            bench_judge.bench_model(tiny_models["qwen2_5_vl"], 224, repeats=1, max_new_tokens=8, device="cpu")}
+    ms, ratio = rows["5 votes constrained"]
+    assert ms > 0 and ratio.endswith("x free") and float(ratio[:-6]) > 0
+    assert rows["5 votes batched"][0] > 0 and "constraint cost per vote" in rows
+    assert "% of decoding" in rows["constraint's own time, 5 votes"][1]
