@@ -30,7 +30,7 @@ from edge_inspector.errors import JudgeTimeout
 from edge_inspector.judge.vlm.encode import Encoded, PromptEncoder, segments_key
 from edge_inspector.judge.vlm.generation import CostModel, DeadlineGuard, Generation
 from edge_inspector.judge.vlm.loading import LoadedModel
-from edge_inspector.judge.vlm.prompt import ANSWER_PREFIX, AnswerForm, Prompt
+from edge_inspector.judge.vlm.prompt import AnswerForm, Prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ class Engine:
         if votes > 0:
             t2 = self.clock()
             answers = self._sample(cache, logits, next_pos, votes, guard, prompt.form, timings)
-            texts = tuple(ANSWER_PREFIX + t for t in answers)
+            texts = tuple(prompt.answer_prefix + t for t in answers)
             timings["decode_ms"] = (self.clock() - t2) * 1e3
         timings["total_ms"] = (self.clock() - t0) * 1e3
         return Generation(texts=texts, p_logit=p_yes, decision_mass=mass, prefill_tokens=len(tail.ids),

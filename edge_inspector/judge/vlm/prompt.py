@@ -81,6 +81,7 @@ class Prompt:
     suffix: tuple[Segment, ...]  # this part: frame, crops, question, the answer's start
     n_regions: int
     form: AnswerForm | None = None  # the answers allowed (constrained decoding); None: free text
+    answer_prefix: str = ANSWER_PREFIX  # the answer's pre-filled start (the suffix ends with it)
 
 
 def system_text(recipe: Recipe) -> str:
