@@ -8,7 +8,8 @@ A prompt is split into a *prefix*, identical for every part of a recipe (instruc
 reference images), whose key/value cache the engine computes once, and a per-part *suffix*. Both are
 sequences of text and images in Qwen's chat format; the engine expands each image into its vision
 tokens. The assistant's answer is pre-filled with ``ANSWER_PREFIX`` so that the first generated token
-is the decision (yes/no), whose probability is P(defective).
+is the decision (yes/no), whose probability is P(defective). The prompt also carries its
+:class:`AnswerForm`, the answers it allows, which the engine's constrained decoding keeps to.
 """
 
 from __future__ import annotations
