@@ -209,7 +209,7 @@ class Agent:
     def __init__(self, kind: str, max_boxes: int) -> None:
         self.kind, self.max_boxes = kind, max_boxes
         self._cache: dict[tuple[str, ...], Any] = {}
-        self.failures = 0
+        self.failures, self.last_error = 0, ""
 
     def find(self, image, templates: list, key: tuple[str, ...]) -> tuple | None:
         """(boxes, crops) of the query, or None when the regions stage cannot score it."""
@@ -230,8 +230,9 @@ class Agent:
                 if len(self._cache) > 8:
                     self._cache.pop(next(iter(self._cache)))
             r = finder.find(Frame("mmad", 0, "mmad", 0.0, 0.0, math.inf, image))
-        except Exception:  # noqa: BLE001 - a query the regions stage cannot score is asked without it
+        except Exception as exc:  # noqa: BLE001 - a query the regions stage cannot score is asked without it
             self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
             return None
         return r.boxes[: self.max_boxes], r.crops[: self.max_boxes]
 
@@ -288,7 +289,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 how.update(hows)
                 records.append({"image": rel, "question": question_text(q), "question_type": q["type"],
                                 "correct_answer": q["Answer"], "gpt_answer": answer, "raw": list(gen.texts),
-                                "agent_boxes": None if view is None else len(view[0])})
+                                "agent_boxes": None if view is None else len(view[0]),
+                                "agent_error": agent.last_error if agent is not None and view is None else None})
             bar.advance(task)
     settings = {k: v for k, v in vars(args).items() if k in ("model_dir", "templates", "shots", "domain_knowledge",
                 "agent", "agent_view", "cot", "votes", "temperature", "free", "strict", "limit")}
