@@ -131,6 +131,7 @@ class VlmJudge(Judge):
             "calibrated": recipe.calibration is not None,
             "region": t.region if t and defective else None,
             "prefix_cache_hit": gen.prefix_hit,
+            "constrained": self.config.constrained,  # the votes were masked to the answer form
             "prefill_tokens": gen.prefill_tokens,
             "generation_ms": round(gen.timings_ms.get("total_ms", 0.0), 3),
             "timings_ms": {k: round(v, 3) for k, v in gen.timings_ms.items()},

@@ -61,6 +61,7 @@ def test_a_defective_verdict(recipe_path):
     d = v.details
     assert (d["valid_votes"], d["invalid_votes"], d["vote_share"]) == (4, 1, 0.75)
     assert d["p_logit"] == 0.9 and d["region"] == 1 and d["generation_ms"] == 12.0
+    assert d["constrained"] is True  # the default: the votes were masked to the answer form
     prompt, votes, _ = engine.calls[0]
     assert votes == 5 and prompt.n_regions == 1
 
