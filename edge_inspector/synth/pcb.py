@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge_inspector.synth.recapture import REFERENCE, Kind, Recapture, move_box, recapture
+from edge_inspector.synth.recapture import REFERENCE, Kind, Recapture, move_box, recapture, transform_box
 
 DEFECT_KINDS = ("open", "short", "mousebite", "spur", "spurious_copper", "pin_hole")
 
@@ -53,6 +53,7 @@ class Segment:
 class Defect:
     kind: str
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive), annotation-style (with margin)
+    core: tuple[int, int, int, int] | None = None  # the changed pixels alone, without the margin
 
 
 @dataclass(slots=True)
@@ -350,15 +351,33 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
                 continue
             mask[:] = trial
             occupied[y1:y2, x1:x2] = 1
-            truth.append(Defect(defect, box))
+            ys, xs = np.nonzero(changed)
+            truth.append(Defect(defect, box, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
             break
     if kind is None:
         kind = "binary" if jitter is not None and rng.random() < 0.25 else "gray"
     if jitter is None:
         return Board(image=render(mask, kind), defects=truth)
     image, m = recapture(render(mask, kind), rng, jitter, kind)
-    moved = [(d.kind, move_box(d.box, m, image.shape)) for d in truth]
-    return Board(image=image, defects=[Defect(k, b) for k, b in moved if b is not None], transform=m)
+    return Board(image=image, defects=[d for d in (_moved(d, m, image.shape) for d in truth) if d],
+                 transform=m)
+
+
+VIEW_BORDER_PX = 4  # the outermost pixels of a frame, which no station judges
+
+
+def _moved(d: Defect, m: np.ndarray, shape: tuple[int, ...]) -> Defect | None:
+    """The defect as the re-capture shows it, or None when it left the field of view: half of its
+    changed pixels' box must lie in the frame, inside its outermost VIEW_BORDER_PX."""
+    h, w = shape[:2]
+    cx1, cy1, cx2, cy2 = transform_box(d.core or d.box, m)
+    b = VIEW_BORDER_PX
+    ix = max(0.0, min(cx2, w - b) - max(cx1, b))
+    iy = max(0.0, min(cy2, h - b) - max(cy1, b))
+    box = move_box(d.box, m, shape, min_visible=0.0)
+    if box is None or ix * iy < 0.5 * max(cx2 - cx1, 1) * max(cy2 - cy1, 1):
+        return None
+    return Defect(d.kind, box, (int(cx1), int(cy1), int(cx2), int(cy2)))
 
 
 def reference_board(design: BoardDesign, kind: Kind = "gray") -> Board:

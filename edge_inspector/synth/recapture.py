@@ -115,13 +115,18 @@ def recapture(image: np.ndarray, rng: np.random.Generator, cap: Recapture = Reca
     return img, m
 
 
+def transform_box(box, m: np.ndarray) -> tuple[float, float, float, float]:
+    """The bounding box of a box's corners moved by the homography ``m`` (not clipped)."""
+    x1, y1, x2, y2 = box
+    pts = cv2.perspectiveTransform(np.float64([[[x1, y1], [x2, y1], [x1, y2], [x2, y2]]]), m)[0]
+    (bx1, by1), (bx2, by2) = np.floor(pts.min(axis=0)), np.ceil(pts.max(axis=0))
+    return float(bx1), float(by1), float(bx2), float(by2)
+
+
 def move_box(box, m: np.ndarray, shape: tuple[int, ...], min_visible: float = 0.5):
     """A box (x1, y1, x2, y2; x2, y2 exclusive) moved by the homography ``m`` and clipped to an image
     of ``shape``; None when less than ``min_visible`` of it is still in the image."""
-    x1, y1, x2, y2 = box
-    pts = cv2.perspectiveTransform(np.float64([[[x1, y1], [x2, y1], [x1, y2], [x2, y2]]]), m)[0]
-    bx1, by1 = np.floor(pts.min(axis=0))
-    bx2, by2 = np.ceil(pts.max(axis=0))
+    bx1, by1, bx2, by2 = transform_box(box, m)
     h, w = shape[:2]
     cx1, cy1, cx2, cy2 = max(0, bx1), max(0, by1), min(w, bx2), min(h, by2)
     full = max(bx2 - bx1, 1) * max(by2 - by1, 1)
