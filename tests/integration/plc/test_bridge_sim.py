@@ -73,10 +73,12 @@ def wait_for(cond, timeout: float = 3.0) -> None:
         time.sleep(0.002)
 
 
-def decide(link: BridgeLink, trig, action: Action) -> None:
+def decide(link: BridgeLink, trig, action: Action) -> Inspection:
     d = Decision(trig.part_id, Outcome(action.value), action, Reason.OK, "", {}, time.monotonic(),
                  False)
-    link.emit(Inspection(trig.frame(None, error="test"), d))
+    insp = Inspection(trig.frame(None, error="test"), d)
+    link.emit(insp)
+    return insp
 
 
 def pulses(sim: simmod.BridgeSim, start: int) -> list[tuple[int, int]]:
@@ -171,11 +173,12 @@ def test_a_missed_deadline_makes_the_firmware_reject_on_its_own(sim, make_link):
     assert dl_us <= 195_000  # the station's 200 ms less the margin
     assert t_before + dl_us <= on.t_us <= t_after + dl_us + 1000
     wait_for(lambda: link.part_result(trig.part_id) == "failsafe_deadline")
-    decide(link, trig, Action.PASS)  # too late: refused, nothing actuated
-    wait_for(lambda: link.part_result(trig.part_id) == "failsafe_deadline" and
-             link.counters["refused_part_failsafed"] == 1)
-    time.sleep(0.05)
-    assert len(sim.pins("REJECT", start)) == 2
+    insp = decide(link, trig, Action.PASS)  # too late: the bridge has rejected it, nothing is sent
+    gated = link.gate(insp).decision
+    assert (gated.action, gated.gate) == (Action.REJECT, "failsafe_deadline")  # what the gate did
+    assert link.part_result(trig.part_id) == "failsafe_deadline"
+    stamp = sim.time_us()  # nothing after the fail-safe's pulse, up to a later simulated time
+    assert len(sim.pins("REJECT", start)) == 2 and sim.pins("REJECT", start)[-1].t_us < stamp
 
 
 def test_a_station_that_stops_heartbeating_gets_fault_within_the_timeout(sim, make_link):
