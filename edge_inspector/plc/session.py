@@ -1,7 +1,9 @@
 """The bridge driver's I/O thread (a mixin of :class:`~edge_inspector.plc.bridge.BridgeLink`):
 it opens and reopens the port, runs the HELLO/CONFIG handshake, keeps the heartbeat (or withholds it
 while the inspection loop is stuck), polls STATUS, and handles the bridge's events: TRIGGER (a part
-on the TriggerBus), APPLIED, FAILSAFE, FAULT, STATUS, INFO (a restarted bridge)."""
+on the TriggerBus), APPLIED, FAILSAFE, FAULT, STATUS, INFO (a restarted bridge). It also notes what
+the re-arm rules (:mod:`.arming`) need: a port outage long enough for a heartbeat loss, and the
+bridge's own reports of one."""
 
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ class BridgeSession:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.cfg.reconnect_max_s)
                     continue
-                backoff = self._note_outage(time.monotonic())
+                backoff = self.cfg.reconnect_backoff_s
+                self._note_outage(time.monotonic())
                 self._opened = time.monotonic()
                 self._was_ready = False
                 self.counters["connects"] += 1
@@ -62,13 +65,12 @@ class BridgeSession:
         if error:
             self.last_error = error
 
-    def _note_outage(self, now: float) -> float:
+    def _note_outage(self, now: float) -> None:
         """The port is open again. If the station was silent long enough for the bridge to lose
         the heartbeat meanwhile, FAILSAFE events may have been lost with the port: parts armed
-        before now are never armed again. Returns the first reconnection back-off."""
+        before now are never armed again."""
         if now - self.t.last_tx >= self.cfg.heartbeat_timeout_ms / 2000:
             self._blind_at = now
-        return self.cfg.reconnect_backoff_s
 
     def _heartbeat_lost(self, now: float, why: str) -> None:
         """The bridge says it lost the heartbeat: it fail-safed its pending parts."""
