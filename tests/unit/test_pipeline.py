@@ -11,6 +11,7 @@ from edge_inspector.judge.base import Judge
 from edge_inspector.pipeline import Inspector
 from edge_inspector.policy import Policy, PolicyConfig
 from edge_inspector.regions.base import RegionFinder
+from tests.helpers import wait_until
 
 
 class FixedRegions(RegionFinder):
@@ -87,15 +88,12 @@ def test_a_hung_judge_times_out_at_the_deadline_and_the_next_part_fails_fast():
     t = time.monotonic()
     d1 = inspector.inspect(frame(deadline_s=0.2)).decision
     assert (d1.outcome, d1.reason) == (Outcome.NO_READ, Reason.TIMEOUT)
-    assert time.monotonic() - t < 1.0
+    assert time.monotonic() - t < 5.0  # at the deadline, not when the judge returns (10 s)
     d2 = inspector.inspect(frame(deadline_s=5.0)).decision
     assert d2.reason is Reason.TIMEOUT and "still busy" in d2.detail
-    judge.release.set()
-    for _ in range(100):
-        if inspector.judge.busy_for_s == 0:
-            break
-        time.sleep(0.01)
     judge.behaviour = "ok"
+    judge.release.set()
+    assert wait_until(lambda: inspector.judge.busy_for_s == 0, 30)
     assert inspector.inspect(frame(deadline_s=5.0)).decision.outcome is Outcome.PASS
 
 

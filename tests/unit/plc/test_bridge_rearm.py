@@ -93,7 +93,7 @@ def test_a_decide_refused_as_unknown_after_the_deadline_is_a_pass_at_the_gate(pe
     peer.nak(peer.expect(p.Decide, timeout=1.0), p.NakReason.UNKNOWN_PART)
     d = link.gate(insp).decision
     assert (d.action, d.gate) == (Action.PASS, "not_delivered")  # no pulse: the part went through
-    assert [f for f in peer.silent(0.2) if isinstance(f.message, p.Arm | p.Decide)] == []
+    assert [f for f in peer.until_heartbeat() if isinstance(f.message, p.Arm | p.Decide)] == []
     assert link.counters["arm_copy_withheld"] == 1
 
 
@@ -141,7 +141,7 @@ def test_a_restarted_bridge_gets_its_parts_armed_again_and_decisions_in_flight_s
     peer.nak(got["Decide"], p.NakReason.UNKNOWN_PART)  # the restarted bridge never had it
     d = link.gate(insp_b).decision
     assert (d.action, d.gate) == (Action.REJECT, "unconfirmed")  # it may have pulsed before
-    assert [f for f in peer.silent(0.2) if isinstance(f.message, p.Arm | p.Decide)] == []
+    assert [f for f in peer.until_heartbeat() if isinstance(f.message, p.Arm | p.Decide)] == []
     link.emit(inspection(a, Action.PASS))
     decide_a = peer.expect(p.Decide)
     peer.ack(decide_a)
