@@ -170,9 +170,11 @@ def test_handshake_then_arm_and_decide_byte_for_byte(peer, make_link):
     trig = parts.trigger("cam")
     link.arm(trig)
     arm = peer.expect(p.Arm)
+    seen = time.monotonic()
     bridge_id = (link._id_base + trig.seq) & 0xFFFFFFFF
     assert arm.message.part_id == bridge_id
-    assert 900 <= arm.message.deadline_ms <= 995  # 1 s less the 5 ms margin, less the time it took
+    # the time left when it was built (before we saw it), less the 5 ms margin; however long that took
+    assert (trig.deadline_mono - seen) * 1000 - 5 - 1 <= arm.message.deadline_ms <= 995
     peer.ack(arm)
     link.emit(inspection(trig, Action.REJECT))
     decide = peer.expect(p.Decide)
