@@ -13,6 +13,9 @@ markers a scan must hold, a progressive scan script that reaches full precision)
 twice, with one of two fillers before its end marker; the fillers differ in every bit. A complete
 scan reads neither, a cut one decodes the filler as its missing data, and the two pictures differ.
 This costs a second decode of JPEGs only, and needs no decoder beyond the libjpeg inside OpenCV.
+libjpeg prints a warning on stderr for the filler a complete scan skips; those two decodes run with
+the process's stderr held in a file, and everything else written there meanwhile (other threads'
+log lines) is written out after them.
 PNG needs less: libpng refuses missing image data and bad CRCs itself; the chunk walk names a cut
 file.
 """
@@ -22,6 +25,10 @@ from __future__ import annotations
 import os
 import random
 import stat
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -229,6 +236,33 @@ def _other_size(data: bytes, name: str) -> tuple[str, int, int]:
 
 # --- decoding ----------------------------------------------------------------------------------
 
+_STDERR_LOCK = threading.Lock()
+_LIBJPEG_WARNINGS = (b"Corrupt JPEG data", b"Premature end of JPEG file")
+
+
+@contextmanager
+def _libjpeg_quiet() -> Iterator[None]:
+    """Hold file descriptor 2 in a file while libjpeg warns about the filler on purpose; write out
+    what else came meanwhile, less libjpeg's warnings."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as held:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep quiet
+            yield
+            return
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = b"".join(line for line in held.read().splitlines(keepends=True)
+                            if not line.startswith(_LIBJPEG_WARNINGS))
+            if rest:
+                os.write(2, rest)
+
+
 def _imdecode(data: bytes) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
@@ -245,8 +279,9 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
                          f"{max_pixels} pixels (max_pixels); not decoded")
     try:
         if fmt == "JPEG":
-            img = _imdecode(data[:end] + _FILLER + data[end:])
-            other = _imdecode(data[:end] + _FILLER_NOT + data[end:])
+            with _libjpeg_quiet():
+                img = _imdecode(data[:end] + _FILLER + data[end:])
+                other = _imdecode(data[:end] + _FILLER_NOT + data[end:])
             if img is not None and (other is None or other.shape != img.shape
                                     or not np.array_equal(other, img)):
                 raise ImageError(f"{name}: truncated JPEG (its last scan is cut short)")

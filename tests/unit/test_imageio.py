@@ -190,3 +190,16 @@ def test_a_folder_named_like_an_image_is_refused(tmp_path):
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(ImageError, match="not a regular file"):
         load_image(tmp_path / "dir.png")
+
+
+def test_a_good_jpeg_decodes_without_a_word_on_stderr_and_other_output_is_kept(capfd):
+    from edge_inspector.imageio import _libjpeg_quiet
+
+    data = cv2.imencode(".jpg", textured())[1].tobytes()
+    capfd.readouterr()
+    decode_image(data)
+    assert capfd.readouterr().err == ""  # libjpeg skipped the filler, and said nothing about it
+    with _libjpeg_quiet():
+        os.write(2, b"a log line from another thread\n")
+        os.write(2, b"Corrupt JPEG data: 47 extraneous bytes before marker 0xd9\n")
+    assert capfd.readouterr().err == "a log line from another thread\n"
