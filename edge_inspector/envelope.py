@@ -47,6 +47,7 @@ class Reason(StrEnum):
     OVERFLOW = "queue_overflow"
     CAMERA_OFFLINE = "camera_offline"
     PAUSED = "paused"  # a technician paused the station (control socket): not inspected
+    REGISTRATION_FAILED = "registration_failed"  # the frame could not be registered with confidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class Regions:
     model: str  # the regions model's fingerprint
     anomaly_map: np.ndarray | None = None  # in frame coordinates, float32, in tolerance units
     crops: tuple[np.ndarray, ...] = ()  # zoomed crops, in the order of ``boxes``
-    registration: dict[str, float] = field(default_factory=dict)  # dx, dy, angle_deg, ...
+    registration: dict[str, Any] = field(default_factory=dict)  # dx, dy, angle_deg, warp (3x3), ...
 
 
 @dataclass(frozen=True, slots=True)

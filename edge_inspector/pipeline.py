@@ -16,7 +16,7 @@ import time
 import structlog
 
 from edge_inspector.envelope import Frame, Inspection, Reason, Regions, Verdict
-from edge_inspector.errors import JudgeError, JudgeTimeout
+from edge_inspector.errors import JudgeError, JudgeTimeout, RegistrationFailed
 from edge_inspector.judge.base import Judge
 from edge_inspector.policy import Policy
 from edge_inspector.policy.checks import regions_problem, verdict_problem
@@ -131,6 +131,9 @@ class Inspector:
         try:
             regions = self.regions.find(frame)
             problem = regions_problem(regions)
+        except RegistrationFailed as exc:  # a registration that cannot be trusted: its own reason
+            log.warning("registration_failed", part_id=frame.part_id, error=str(exc), **exc.figures)
+            return no_read(Reason.REGISTRATION_FAILED, str(exc))
         except BaseException as exc:  # noqa: BLE001 - any failure is a NO-READ, never a crash
             problem = _stage_failed(exc)
         if problem is not None:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
-from edge_inspector.synth.pcb import BoardDesign, make_board
+from edge_inspector.synth.pcb import BoardDesign, make_board, reference_board
 
 # property tests: no per-example deadline (a loaded 2-core machine is slow, not wrong), no example
 # database in the working tree; CI explores the same examples every run (derandomize), a developer
@@ -35,7 +35,7 @@ def design() -> BoardDesign:
 def product_dir(tmp_path_factory, design) -> Path:
     """The product's reference and four known-good images, written once per session."""
     root = tmp_path_factory.mktemp("product")
-    cv2.imwrite(str(root / "reference.png"), make_board(design, 0).image)
+    cv2.imwrite(str(root / "reference.png"), reference_board(design).image)
     (root / "good").mkdir()
     for i in range(4):
         cv2.imwrite(str(root / "good" / f"good-{i}.png"), make_board(design, 10_000_000 + i).image)

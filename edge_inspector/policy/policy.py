@@ -22,6 +22,9 @@ class FailsafeConfig(ConfigModel):
     camera_offline: Action = Field(Action.REJECT, description="Gate action for a trigger while the "
                                    "camera is down.")
     regions_error: Action = Field(Action.REJECT, description="Gate action when the regions stage fails.")
+    registration_failed: Action = Field(Action.REJECT, description="Gate action when the frame cannot "
+                                        "be registered to the reference with confidence (moved beyond "
+                                        "the budget, another product, a blank frame).")
     judge_error: Action = Field(Action.REJECT, description="Gate action when the judge fails.")
     timeout: Action = Field(Action.REJECT, description="Gate action when the decision would miss the "
                             "part's deadline.")

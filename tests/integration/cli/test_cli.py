@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from edge_inspector.synth.pcb import make_board
+from edge_inspector.synth.pcb import make_board, reference_board
 
 
 def cli(*args, timeout=120):
@@ -45,7 +45,7 @@ def test_schema_is_json_with_descriptions():
 @pytest.fixture
 def boards(tmp_path, design):
     ref = tmp_path / "ref.png"
-    cv2.imwrite(str(ref), make_board(design, 0).image)
+    cv2.imwrite(str(ref), reference_board(design).image)
     bad = make_board(design, 77, defects=["short", "open"])
     cv2.imwrite(str(tmp_path / "bad.png"), bad.image)
     cv2.imwrite(str(tmp_path / "good.jpg"), make_board(design, 78).image)
