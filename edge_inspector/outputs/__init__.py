@@ -15,7 +15,9 @@ __all__ = ["Output", "Outputs"]
 
 
 class Outputs:
-    """Emits each inspection to every output in order, isolating each one's failure."""
+    """Emits each inspection to every output in order, isolating each one's failure. After a gate
+    (the PLC link), the outputs that follow receive the inspection as the gate applied it: what the
+    gate did is what is recorded."""
 
     def __init__(self, outputs: list[Output]) -> None:
         self.outputs = outputs
@@ -28,6 +30,12 @@ class Outputs:
             except Exception as exc:  # noqa: BLE001 - one failing output must not silence the others
                 self.failures[out.name] += 1
                 log.error("output_failed", output=out.name, part_id=inspection.frame.part_id,
+                          error=f"{type(exc).__name__}: {exc}")
+            try:
+                gate = getattr(out, "gate", None)
+                inspection = (gate(inspection) if gate else None) or inspection
+            except Exception as exc:  # noqa: BLE001
+                log.error("output_gate_failed", output=out.name, part_id=inspection.frame.part_id,
                           error=f"{type(exc).__name__}: {exc}")
 
     def health(self) -> list[dict[str, Any]]:

@@ -126,10 +126,15 @@ def test_an_existing_v1_database_gains_the_outbox_after_a_backup(tmp_path, monke
     path = tmp_path / "i.db"
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
-    Store(path, None, "m", "c").emit(inspection())
+    old = Store(path, None, "m", "c")
+    row = store_mod.row_for(inspection(), "m", "c", None)
+    del row["gate"]  # a v1 row (the gate column came with v3)
+    old.db[TABLE].insert(row)
+    old.close()
     monkeypatch.undo()
     s = Store(path, None, "m", "c")
     assert (tmp_path / "i.db.bak-v1").exists()
-    assert s.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
     assert "outbox" in s.db.table_names() and s.db[TABLE].count == 1
+    assert s.db.execute(f"SELECT gate FROM {TABLE}").fetchall() == [(None,)]
     s.close()
