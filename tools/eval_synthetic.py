@@ -31,8 +31,8 @@ import yaml
 from edge_inspector.errors import RegistrationFailed
 from edge_inspector.regions.boxes import box_iou
 from edge_inspector.regions.variation import VariationConfig, VariationModel
-from edge_inspector.synth.pcb import BoardDesign, make_board
-from edge_inspector.synth.recapture import Recapture, point_error
+from edge_inspector.synth.pcb import Board, BoardDesign, Defect, make_board
+from edge_inspector.synth.recapture import Recapture, move_box, point_error, recapture, rescan
 
 
 def match_one_to_one(truth: list, found: list, threshold: float = 0.33) -> int:
@@ -64,15 +64,26 @@ def _settings(overrides: list[str]) -> dict:
 
 
 def evaluate(cfg: VariationConfig, designs: range, boards: int, kind: str, rotation: float,
-             cap: Recapture = Recapture()) -> dict:
+             cap: Recapture = Recapture(), rescan_noise: float = 0.0) -> dict:
     c = defaultdict(int)
     ms, reg_med, reg_corner, good_scores = [], [], [], []
     cap = cap.at_rotation(rotation)
     for ds in designs:
         design = BoardDesign(ds)
-        model = VariationModel(cfg, [make_board(design, 0, jitter=None, kind=kind).image])
+        template = make_board(design, 0, jitter=None, kind=kind).image
+        if rescan_noise:
+            template = rescan(make_board(design, 0, jitter=None).image, np.random.default_rng(ds), rescan_noise)
+        model = VariationModel(cfg, [template])
         for s in range(1, boards + 1):
-            board = make_board(design, s, defects=0 if s % 2 else 1 + s % 3, jitter=cap, kind=kind)
+            n_defects = 0 if s % 2 else 1 + s % 3
+            if rescan_noise:  # each board scanned on its own, then re-captured
+                golden = make_board(design, s, defects=n_defects, jitter=None)
+                rng = np.random.default_rng([ds, s, 7])
+                img, m = recapture(rescan(golden.image, rng, rescan_noise), rng, cap, "gray")
+                moved = [(d, move_box(d.box, m, img.shape)) for d in golden.defects]
+                board = Board(img, [Defect(d.kind, b, d.core) for d, b in moved if b], m)
+            else:
+                board = make_board(design, s, defects=n_defects, jitter=cap, kind=kind)
             t = time.perf_counter()
             try:
                 r = model.find(board.image)
@@ -154,6 +165,9 @@ def main() -> None:
     ap.add_argument("--rotations", default="0,0.5,1,2")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a variation-model setting, e.g. misregistration_px=2 or boxes.margin_px=10")
+    ap.add_argument("--rescan", type=float, default=0.0, metavar="NOISE",
+                    help="scan the template and every board on its own first (binarised, with this "
+                    "edge noise, e.g. 0.08): two scans of one board differ along every edge")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
     ap.add_argument("--record", type=Path, help="write the boards as a labelled recording for "
                     "tools/evaluate.py into this folder instead of evaluating")
@@ -173,7 +187,7 @@ def main() -> None:
     print(head)
     for kind in args.kinds.split(","):
         for rot in (float(x) for x in args.rotations.split(",")):
-            r = evaluate(cfg, designs, args.boards, kind, rot)
+            r = evaluate(cfg, designs, args.boards, kind, rot, rescan_noise=args.rescan)
             rows.append(r)
             print(f"{kind:7}{rot:>5g}{r['good']:>6}{r['defective']:>5}{r['defective_passed']:>8}"
                   f"{r['overkill']:>10}{r['registration_failed']:>9}{r['precision']:>7.3f}"

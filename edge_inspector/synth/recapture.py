@@ -148,3 +148,16 @@ def point_error(estimated: np.ndarray, truth: np.ndarray, width: int, height: in
                               - cv2.perspectiveTransform(pts, truth), axis=2)[0]
 
     return float(np.median(err(grid))), float(err(corners).max())
+
+
+def rescan(gray: np.ndarray, rng: np.random.Generator, edge_noise: float = 0.1) -> np.ndarray:
+    """A scan of its own of a rendered board (uint8 grey): optics blur, edge noise that is smooth
+    along the edge (etching, the scanner's optics: ``edge_noise`` is its amplitude relative to the
+    contrast, clipped so that flat areas never flip) and a fixed threshold half-way. Two scans of
+    one board differ along every edge by a fraction of a pixel to a pixel, as real scans do."""
+    lo, hi = np.percentile(gray, [1, 99])
+    m = (gray.astype(np.float32) - lo) / max(hi - lo, 1.0)
+    m = cv2.GaussianBlur(m, (0, 0), 0.7)
+    n = cv2.GaussianBlur(rng.normal(0, 1, m.shape).astype(np.float32), (0, 0), 1.5)
+    n = np.clip(n * edge_noise / (n.std() + 1e-6), -0.45, 0.45)
+    return np.where(m + n > 0.5, 255, 0).astype(np.uint8)
