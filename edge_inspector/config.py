@@ -112,6 +112,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}: the value is nested too deeply") from None
     return key.strip().split("."), value
 
 
@@ -162,6 +164,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         source = str(path)
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the "
+                              "config file as UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
         try:
@@ -170,6 +175,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
             raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to be a config") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         data = loaded or {}

@@ -47,6 +47,7 @@ class Reason(StrEnum):
     OVERFLOW = "queue_overflow"
     CAMERA_OFFLINE = "camera_offline"
     PAUSED = "paused"  # a technician paused the station (control socket): not inspected
+    REGISTRATION_FAILED = "registration_failed"  # the frame could not be registered with confidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class Regions:
     model: str  # the regions model's fingerprint
     anomaly_map: np.ndarray | None = None  # in frame coordinates, float32, in tolerance units
     crops: tuple[np.ndarray, ...] = ()  # zoomed crops, in the order of ``boxes``
-    registration: dict[str, float] = field(default_factory=dict)  # dx, dy, angle_deg, ...
+    registration: dict[str, Any] = field(default_factory=dict)  # dx, dy, angle_deg, warp (3x3), ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +169,15 @@ class Decision:
     timings_ms: dict[str, float]
     decided_mono: float
     late: bool  # the decision was made after the part's deadline
+    # set by a PLC link that knows what its reject gate did (outputs.base.Output.gate): then
+    # ``action`` is the gate's action and this says how it came about: "applied" (the decision),
+    # "failsafe_deadline" / "failsafe_heartbeat" (the bridge's own fail-safe), "not_delivered"
+    # (the gate never had the part: no pulse), "unconfirmed" (no answer from the gate yet)
+    gate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"part_id": self.part_id, "outcome": str(self.outcome), "action": str(self.action),
-                "reason": str(self.reason), "detail": self.detail, "late": self.late,
+                "gate": self.gate, "reason": str(self.reason), "detail": self.detail, "late": self.late,
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
 
 
@@ -196,6 +202,7 @@ class Inspection:
             "trigger_time": f.trigger_wall,
             "decision": str(d.outcome),
             "action": str(d.action),
+            "gate": d.gate,
             "reason": str(d.reason),
             "detail": d.detail,
             "late": d.late,

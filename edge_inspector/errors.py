@@ -30,3 +30,13 @@ class JudgeError(RuntimeError):
 class JudgeTimeout(JudgeError):
     """The judge stopped because the part's deadline would pass. The policy applies the timeout
     fail-safe."""
+
+
+class RegistrationFailed(ValueError):
+    """The frame could not be registered to the reference with confidence (the part moved beyond the
+    budget, another product, a blank or foreign image). The policy makes it a NO-READ
+    ``registration_failed``; ``figures`` says what the registration measured."""
+
+    def __init__(self, message: str, figures: dict | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures or {}

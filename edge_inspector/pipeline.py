@@ -1,7 +1,10 @@
 """One part through regions -> judge -> policy. Shared by the daemon and the ``inspect`` command.
 
 Every path ends in a decision: an unreadable frame, a failing regions stage, a judge that raises,
-hangs or runs past the deadline each become a NO-READ with its reason.
+hangs or runs past the deadline each become a NO-READ with its reason. "Fails" means anything a
+stage can do: raise any exception, SystemExit and KeyboardInterrupt included (only the user's
+Ctrl-C in the main thread, the ``inspect`` command's, goes through), or return something that is
+not a usable result (None, a NaN score or probability: ``policy.checks``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,21 @@ import time
 import structlog
 
 from edge_inspector.envelope import Frame, Inspection, Reason, Regions, Verdict
-from edge_inspector.errors import JudgeTimeout
+from edge_inspector.errors import JudgeError, JudgeTimeout, RegistrationFailed
 from edge_inspector.judge.base import Judge
 from edge_inspector.policy import Policy
+from edge_inspector.policy.checks import regions_problem, verdict_problem
 from edge_inspector.regions.base import RegionFinder
 
 log = structlog.get_logger(__name__)
+
+
+def _stage_failed(exc: BaseException) -> str:
+    """The NO-READ detail for a stage that raised ``exc``. Re-raises the user's Ctrl-C (a
+    KeyboardInterrupt in the main thread): a stage's own KeyboardInterrupt elsewhere is a failure."""
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        raise exc
+    return f"{type(exc).__name__}: {exc}"
 
 
 class GuardedJudge:
@@ -69,7 +81,12 @@ class GuardedJudge:
         if not box["done"].wait(timeout):
             raise JudgeTimeout("the judge did not answer before the deadline")
         if "error" in box:
-            raise box["error"]
+            err = box["error"]
+            if isinstance(err, Exception):
+                raise err
+            # SystemExit, KeyboardInterrupt... raised by the judge's code on its own thread: a
+            # failure of this part, not a request to stop the process
+            raise JudgeError(f"the judge raised {type(err).__name__}: {err}") from err
         return box["verdict"]
 
     def close(self) -> None:
@@ -96,39 +113,58 @@ class Inspector:
         t0 = time.monotonic() if started is None else started
         timings = {"queue": (t0 - frame.trigger_mono) * 1000}
         if "capture_ms" in frame.meta:
-            timings["capture"] = float(frame.meta["capture_ms"])
+            try:
+                timings["capture"] = float(frame.meta["capture_ms"])
+            except (TypeError, ValueError):
+                log.warning("capture_time_ignored", part_id=frame.part_id,
+                            capture_ms=repr(frame.meta["capture_ms"]))
 
-        def done(inspection: Inspection) -> Inspection:
-            inspection.decision.timings_ms["total"] = (time.monotonic() - frame.trigger_mono) * 1000
-            return inspection
+        def done(decision, regions: Regions | None = None, verdict: Verdict | None = None) -> Inspection:
+            decision.timings_ms["total"] = (time.monotonic() - frame.trigger_mono) * 1000
+            return Inspection(frame, decision, regions, verdict)
+
+        def no_read(reason: Reason, detail: str, regions: Regions | None = None) -> Inspection:
+            return done(self.policy.no_read(frame, reason, detail, timings), regions)
 
         if not frame.readable:
-            return done(Inspection(frame, self.policy.no_read(frame, frame.error_reason,
-                                                              frame.error or "no image", timings)))
+            return no_read(frame.error_reason, frame.error or "no image")
         try:
             regions = self.regions.find(frame)
-        except Exception as exc:  # noqa: BLE001 - any failure is a NO-READ, never a crash
-            log.warning("regions_failed", part_id=frame.part_id, error=str(exc))
-            return done(Inspection(frame, self.policy.no_read(
-                frame, Reason.REGIONS_ERROR, f"{type(exc).__name__}: {exc}", timings)))
+            problem = regions_problem(regions)
+        except RegistrationFailed as exc:  # a registration that cannot be trusted: its own reason
+            log.warning("registration_failed", part_id=frame.part_id, error=str(exc), **exc.figures)
+            return no_read(Reason.REGISTRATION_FAILED, str(exc))
+        except BaseException as exc:  # noqa: BLE001 - any failure is a NO-READ, never a crash
+            problem = _stage_failed(exc)
+        if problem is not None:
+            log.warning("regions_failed", part_id=frame.part_id, error=problem)
+            return no_read(Reason.REGIONS_ERROR, problem)
         t1 = time.monotonic()
         timings["regions"] = (t1 - t0) * 1000
         try:
             verdict = self.judge(frame, regions)
         except JudgeTimeout as exc:
             timings["judge"] = (time.monotonic() - t1) * 1000
-            return done(Inspection(frame, self.policy.no_read(frame, Reason.TIMEOUT, str(exc), timings),
-                                   regions))
-        except Exception as exc:  # noqa: BLE001
+            return no_read(Reason.TIMEOUT, str(exc), regions)
+        except BaseException as exc:  # noqa: BLE001
+            detail = _stage_failed(exc)
             timings["judge"] = (time.monotonic() - t1) * 1000
-            log.warning("judge_failed", part_id=frame.part_id, error=f"{type(exc).__name__}: {exc}")
-            return done(Inspection(frame, self.policy.no_read(
-                frame, Reason.JUDGE_ERROR, f"{type(exc).__name__}: {exc}", timings), regions))
+            log.warning("judge_failed", part_id=frame.part_id, error=detail)
+            return no_read(Reason.JUDGE_ERROR, detail, regions)
         t2 = time.monotonic()
         timings["judge"] = (t2 - t1) * 1000
-        decision = self.policy.decide(frame, verdict, timings)
+        problem = verdict_problem(verdict)
+        if problem is not None:
+            log.warning("judge_failed", part_id=frame.part_id, error=problem)
+            return no_read(Reason.JUDGE_ERROR, problem, regions)
+        try:
+            decision = self.policy.decide(frame, verdict, timings)
+        except BaseException as exc:  # noqa: BLE001 - a policy bug must not lose the part
+            detail = f"the policy failed: {_stage_failed(exc)}"
+            log.error("policy_failed", part_id=frame.part_id, error=detail)
+            return no_read(Reason.JUDGE_ERROR, detail, regions)
         timings["policy"] = (time.monotonic() - t2) * 1000
-        return done(Inspection(frame, decision, regions, verdict))
+        return done(decision, regions, verdict)
 
     def close(self) -> None:
         self.judge.close()

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
-from edge_inspector.synth.pcb import BoardDesign, make_board
+from edge_inspector.synth.pcb import BoardDesign, make_board, reference_board
+
+# property tests: no per-example deadline (a loaded 2-core machine is slow, not wrong), no example
+# database in the working tree; CI explores the same examples every run (derandomize), a developer
+# a fresh sample each run (HYPOTHESIS_PROFILE=dev, the default outside CI); "long" hunts longer
+settings.register_profile("ci", deadline=None, database=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", deadline=None, database=None, print_blob=True, max_examples=3000,
+                          suppress_health_check=[HealthCheck.too_slow])  # a longer hunt, by hand
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 DESIGN_SEED = 7
 
@@ -22,7 +35,7 @@ def design() -> BoardDesign:
 def product_dir(tmp_path_factory, design) -> Path:
     """The product's reference and four known-good images, written once per session."""
     root = tmp_path_factory.mktemp("product")
-    cv2.imwrite(str(root / "reference.png"), make_board(design, 0).image)
+    cv2.imwrite(str(root / "reference.png"), reference_board(design).image)
     (root / "good").mkdir()
     for i in range(4):
         cv2.imwrite(str(root / "good" / f"good-{i}.png"), make_board(design, 10_000_000 + i).image)

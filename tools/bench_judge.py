@@ -7,7 +7,9 @@ Measured on one part (a frame, 2 zoomed crops, one known-good reference):
 
 - k = 1, 3, 5 votes in one batched call (one prefill, k-wide decoding) against k sequential calls;
 - the prefix key/value cache on against off (prompt encoding + prefill, no sampling);
-- P(defective) only (one prefill, no sampling) against generating 5 votes.
+- P(defective) only (one prefill, no sampling) against generating 5 votes;
+- 5 votes with constrained decoding (the answer form masked token by token) against 5 free votes, and
+  what the constraint adds per vote and per decode step.
 
 Every answer runs ``max_new_tokens`` (EOS ignored), so the runs do the same work. ``--cpu`` uses the
 tiny checkpoints (tools/make_tiny_models.py; built into a temporary directory unless ``--models``).
@@ -73,8 +75,9 @@ def bench_model(model_dir: Path, frame_side: int, repeats: int, max_new_tokens: 
     prompt = build_prompt(recipe, frame, crops, part.boxes[:1] * 2, [reference])
     px = {"frame": frame_side * frame_side, "reference": frame_side * frame_side, "crop": 448 * 448}
     sampling = SamplingSettings(temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0, ignore_eos=True)
-    cached = Engine(loaded, px, sampling, prefix_cache=True)
-    uncached = Engine(loaded, px, sampling, prefix_cache=False)
+    cached = Engine(loaded, px, sampling, prefix_cache=True, constrained=False)
+    uncached = Engine(loaded, px, sampling, prefix_cache=False, constrained=False)
+    constrained = Engine(loaded, px, sampling, prefix_cache=True, constrained=True)
     sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
     inf = DeadlineGuard(math.inf)
     if loaded.device.type == "cuda":
@@ -87,7 +90,8 @@ def bench_model(model_dir: Path, frame_side: int, repeats: int, max_new_tokens: 
         return lambda: [cached.run(prompt, 1, inf) for _ in range(k)]
 
     m = _medians({"1": run(cached, 1), "3b": run(cached, 3), "3s": sequential(3), "5b": run(cached, 5),
-                  "5s": sequential(5), "on": run(cached, 0), "off": run(uncached, 0)}, repeats, sync)
+                  "5s": sequential(5), "on": run(cached, 0), "off": run(uncached, 0),
+                  "5c": run(constrained, 5)}, repeats, sync)
     rows = [("1 answer", m["1"], "1.00x")]
     for k in (3, 5):
         rows.append((f"{k} votes batched", m[f"{k}b"], f"{m[f'{k}b'] / m['1']:.2f}x one answer"))
@@ -96,12 +100,18 @@ def bench_model(model_dir: Path, frame_side: int, repeats: int, max_new_tokens: 
     rows.append(("prefill, prefix cache off", m["off"], f"{m['off'] / m['on']:.2f}x cache on"))
     rows.append(("P(defective) only", m["on"], ""))
     rows.append(("generation, 5 votes", m["5b"], f"{m['5b'] / m['on']:.2f}x P only"))
+    rows.append(("5 votes constrained", m["5c"], f"{m['5c'] / m['5b']:.2f}x free"))
+    rows.append(("  constraint cost per vote", (m["5c"] - m["5b"]) / 5, "ms, median difference / 5"))
+    c = constrained.run(prompt, 5, inf).timings_ms
+    rows.append(("  constraint's own time, 5 votes", c["constrain_ms"],
+                 f"{1e3 * c['constrain_ms'] / max_new_tokens:.0f} us per step, "
+                 f"{100 * c['constrain_ms'] / c['decode_ms']:.1f} % of decoding"))
     g = cached.run(prompt, 0, inf)
     rows.append(("prompt tokens (suffix / prefix)", float(g.prefill_tokens),
                  f"prefix {len(cached._prefix.enc.ids)} tokens cached"))
     if loaded.device.type == "cuda":
         rows.append(("peak GPU memory (MiB)", torch.cuda.max_memory_allocated() / 2**20, ""))
-    del cached, uncached, loaded
+    del cached, uncached, constrained, loaded
     return rows
 
 

@@ -3,7 +3,7 @@
     python tools/bench_regions.py [--repeats 5] [--sizes 640 2048] [--json out.json]
     python tools/bench_regions.py --device cuda --sam-shape vit-b      # on a GPU machine
 
-Models: the variation model (one-shot, synthetic boards with defects), the texture model (synthetic
+Rows: the variation model's registration alone, then the variation model (one-shot, synthetic boards with defects), the texture model (synthetic
 brushed surfaces with pits), each alone and followed by SAM refinement + zoom. SAM is the tiny random
 model of tools/make_tiny_models.py on CPU, or a random model of SAM ViT-B's shapes (``--sam-shape
 vit-b``, built from SamConfig's defaults: nothing is downloaded) for a GPU. Every SAM model is saved
@@ -41,13 +41,13 @@ def surface(seed: int, size: int, pits: int = 0) -> np.ndarray:
 
 
 def boards(size: int):
-    from edge_inspector.synth.pcb import BoardDesign, make_board
+    from edge_inspector.synth.pcb import BoardDesign, make_board, reference_board
 
     design = BoardDesign(11)
     def scale(im: np.ndarray) -> np.ndarray:
         return im if im.shape[0] == size else cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC)
 
-    return scale(make_board(design, 0).image), [scale(make_board(design, 100 + i, defects=2).image)
+    return scale(reference_board(design).image), [scale(make_board(design, 100 + i, defects=2).image)
                                                 for i in range(3)]
 
 
@@ -80,6 +80,20 @@ def time_finder(finder, frames: list[np.ndarray], repeats: int) -> tuple[float, 
         times.append((time.perf_counter() - t) * 1e3)
         boxes += len(r.boxes)
     return statistics.median(times), boxes
+
+
+def time_registration(registrar, frames: list[np.ndarray], repeats: int) -> float:
+    """The variation model's registration alone (homography, coarse to fine), median ms."""
+    from edge_inspector.imageio import to_gray
+
+    grays = [to_gray(f) for f in frames]
+    registrar.register(grays[0])  # warm-up
+    times = []
+    for i in range(max(repeats, 5)):
+        t = time.perf_counter()
+        registrar.register(grays[i % len(grays)])
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         texture = TextureFinder(tex_cfg, [surface(s, size) for s in range(3)])
         fit_tex = (time.perf_counter() - t) * 1e3
         pitted = [surface(10 + i, size, pits=2) for i in range(3)]
+        rows.append({"model": "registration", "size": size, "ms": round(time_registration(
+            variation.model.registrar, defective, args.repeats), 1), "fit_ms": round(fit_var),
+            "boxes_per_frame": 0, "device": "cpu"})
         cases = [("variation", variation, var_cfg, defective, fit_var),
                  ("texture", texture, tex_cfg, pitted, fit_tex)]
         for name, inner, cfg, frames, fit_ms in cases:

@@ -1,28 +1,159 @@
 #!/usr/bin/env python3
-"""The variation model's quality floor on synthetic boards of designs the tests do not use.
+"""The variation model on re-captured boards of designs the tests do not use, by rotation and kind.
 
-    python tools/eval_synthetic.py [--designs 10] [--boards 20] [--binarized] [--set key=value ...]
+    python tools/eval_synthetic.py [--designs 10] [--boards 20] [--first-design 900]
+                                   [--kinds gray,binary,color] [--rotations 0,0.5,1,2]
+                                   [--set key=value ...] [--json out.json] [--record DIR]
 
-Per design: a one-shot model from one captured good board, then boards that alternate good (with
-capture jitter) and defective (1 to 3 defects). Prints defective boards missed, good boards
-rejected, box recall and precision at IoU > 0.33, and the misses by defect kind. ``--binarized``
-captures every board binarised, as in scanned AOI data sets; ``--set`` overrides regions settings
-(e.g. ``--set abs_tolerance=0.2``).
+Per design and image kind: a one-shot model from the golden board (the untouched template, as a new
+user would start), then boards that alternate good and defective (1 to 3 defects), each re-captured
+the way a line does (``edge_inspector.synth.recapture``: the rotation bin's angle, a shift of up to
+25 px out of the field of view, scale within 1 %, perspective, light gain/offset/gradient, defocus,
+noise, JPEG 75-95; binarised for ``binary``). Prints a table per rotation bin and kind: defective
+boards passed, good boards rejected (overkill), registration failures (NO-READs), box precision,
+recall and F-score at IoU > 0.33 matched one to one, the registration's residual error (median over
+the field, the worst corner), the regions time, and the cascade figure: the share of good boards
+decided without the VLM (no box) and the defective boards such a cascade would pass.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
+import json
 import statistics
 import time
+from collections import defaultdict
+from pathlib import Path
 
+import numpy as np
 import yaml
 
-from edge_inspector.regions.boxes import iou
+from edge_inspector.errors import RegistrationFailed
+from edge_inspector.regions.boxes import box_iou
 from edge_inspector.regions.variation import VariationConfig, VariationModel
-from edge_inspector.synth.pcb import BoardDesign, Capture, make_board
+from edge_inspector.synth.pcb import Board, BoardDesign, Defect, make_board
+from edge_inspector.synth.recapture import Recapture, move_box, point_error, recapture, rescan
 
+
+def match_one_to_one(truth: list, found: list, threshold: float = 0.33) -> int:
+    """Greedy one-to-one matching by IoU, best pairs first: the number of matched pairs."""
+    if not truth or not found:
+        return 0
+    m = box_iou(np.asarray(truth, float), np.asarray(found, float))
+    pairs = sorted(((m[i, j], i, j) for i in range(m.shape[0]) for j in range(m.shape[1])
+                    if m[i, j] > threshold), reverse=True)
+    used_t, used_f, n = set(), set(), 0
+    for _, i, j in pairs:
+        if i not in used_t and j not in used_f:
+            used_t.add(i)
+            used_f.add(j)
+            n += 1
+    return n
+
+
+def _settings(overrides: list[str]) -> dict:
+    out: dict = {}
+    for o in overrides:
+        key, value = o.split("=", 1)
+        node = out
+        *path, last = key.removeprefix("regions.").split(".")
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
+def evaluate(cfg: VariationConfig, designs: range, boards: int, kind: str, rotation: float,
+             cap: Recapture = Recapture(), rescan_noise: float = 0.0) -> dict:
+    c = defaultdict(int)
+    ms, reg_med, reg_corner, good_scores = [], [], [], []
+    cap = cap.at_rotation(rotation)
+    for ds in designs:
+        design = BoardDesign(ds)
+        template = make_board(design, 0, jitter=None, kind=kind).image
+        if rescan_noise:
+            template = rescan(make_board(design, 0, jitter=None).image, np.random.default_rng(ds), rescan_noise)
+        model = VariationModel(cfg, [template])
+        for s in range(1, boards + 1):
+            n_defects = 0 if s % 2 else 1 + s % 3
+            if rescan_noise:  # each board scanned on its own, then re-captured
+                golden = make_board(design, s, defects=n_defects, jitter=None)
+                rng = np.random.default_rng([ds, s, 7])
+                img, m = recapture(rescan(golden.image, rng, rescan_noise), rng, cap, "gray")
+                moved = [(d, move_box(d.box, m, img.shape)) for d in golden.defects]
+                board = Board(img, [Defect(d.kind, b, d.core) for d, b in moved if b], m)
+            else:
+                board = make_board(design, s, defects=n_defects, jitter=cap, kind=kind)
+            t = time.perf_counter()
+            try:
+                r = model.find(board.image)
+            except RegistrationFailed:
+                c["reg_failed"] += 1
+                c["bad" if board.defective else "good"] += 1
+                continue
+            finally:
+                ms.append((time.perf_counter() - t) * 1000)
+            warp = np.asarray(r.registration["warp"], float).reshape(3, 3)
+            med, corner = point_error(warp, board.transform, model.width, model.height)
+            reg_med.append(med)
+            reg_corner.append(corner)
+            found = [b.as_list() for b in r.boxes]
+            truth = [d.box for d in board.defects]
+            c["found"] += len(found)
+            c["truth"] += len(truth)
+            c["matched"] += match_one_to_one(truth, found)
+            for d in board.defects:
+                if not found or box_iou(np.asarray([d.box], float), np.asarray(found, float)).max() <= 0.33:
+                    c["missed_" + d.kind] += 1
+            if board.defective:
+                c["bad"] += 1
+                c["missed"] += not found
+            else:
+                c["good"] += 1
+                c["overkill"] += bool(found)
+                good_scores.append(r.score)
+    p = c["matched"] / max(c["found"], 1)
+    rc = c["matched"] / max(c["truth"], 1)
+    return {
+        "kind": kind, "rotation_deg": rotation, "good": c["good"], "defective": c["bad"],
+        "defective_passed": c["missed"], "overkill": c["overkill"], "registration_failed": c["reg_failed"],
+        "precision": p, "recall": rc, "f1": 2 * p * rc / max(p + rc, 1e-9),
+        "reg_median_px": float(np.median(reg_med)) if reg_med else float("nan"),
+        "reg_worst_corner_px": float(np.max(reg_corner)) if reg_corner else float("nan"),
+        "reg_corner_p90_px": float(np.percentile(reg_corner, 90)) if reg_corner else float("nan"),
+        "ms_median": statistics.median(ms) if ms else float("nan"),
+        "highest_good_score": max(good_scores) if good_scores else float("nan"),
+        # the cascade: a part with no box is passed without the VLM
+        "cascade_good_skipped": (c["good"] - c["overkill"]) / max(c["good"], 1),
+        "cascade_defective_passed": c["missed"],
+        "missed_by_kind": {k[7:]: v for k, v in c.items() if k.startswith("missed_")},
+    }
+
+
+def record(out: Path, designs: range, boards: int, kinds: list[str], rotations: list[float]) -> Path:
+    """Write the boards as a labelled recording for ``tools/evaluate.py`` (the station's own path,
+    VLM cascade included): images, the template per design, and ``manifest.jsonl``."""
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for kind in kinds:
+        for ds in designs:
+            design = BoardDesign(ds)
+            ref = out / f"template-{ds}-{kind}.png"
+            cv2.imwrite(str(ref), make_board(design, 0, jitter=None, kind=kind).image)
+            for rot in rotations:
+                for s in range(1, boards + 1):
+                    board = make_board(design, s, defects=0 if s % 2 else 1 + s % 3,
+                                       jitter=Recapture().at_rotation(rot), kind=kind)
+                    name = f"{kind}-{ds}-r{rot:g}-{s:03d}.jpg"
+                    cv2.imwrite(str(out / name), board.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    lines.append({"id": name, "image": name, "reference": ref.name,
+                                  "label": "defective" if board.defective else "good",
+                                  "boxes": [list(d.box) for d in board.defects]})
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return manifest
 
 
 def main() -> None:
@@ -30,47 +161,56 @@ def main() -> None:
     ap.add_argument("--designs", type=int, default=10)
     ap.add_argument("--boards", type=int, default=20)
     ap.add_argument("--first-design", type=int, default=900)
-    ap.add_argument("--binarized", action="store_true")
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--kinds", default="gray,binary,color")
+    ap.add_argument("--rotations", default="0,0.5,1,2")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="a variation-model setting, e.g. misregistration_px=2 or boxes.margin_px=10")
+    ap.add_argument("--rescan", type=float, default=0.0, metavar="NOISE",
+                    help="scan the template and every board on its own first (binarised, with this "
+                    "edge noise, e.g. 0.08): two scans of one board differ along every edge")
+    ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--record", type=Path, help="write the boards as a labelled recording for "
+                    "tools/evaluate.py into this folder instead of evaluating")
     args = ap.parse_args()
-    settings = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-    cfg = VariationConfig(**settings)
-    cap = Capture(binarize_probability=1.0) if args.binarized else Capture()
-    missed = rejected = hits = truths = matched = boxes = 0
-    n_good = n_bad = 0
-    misses: collections.Counter[str] = collections.Counter()
-    ms, good_scores = [], []
-    for ds in range(args.first_design, args.first_design + args.designs):
-        design = BoardDesign(ds)
-        model = VariationModel(cfg, [make_board(design, 0, jitter=cap).image])
-        for s in range(1, args.boards + 1):
-            board = make_board(design, s, defects=0 if s % 2 else 1 + s % 3, jitter=cap)
-            t = time.perf_counter()
-            r = model.find(board.image)
-            ms.append((time.perf_counter() - t) * 1000)
-            if not board.defective:
-                n_good += 1
-                rejected += bool(r.boxes)
-                good_scores.append(r.score)
-                continue
-            n_bad += 1
-            missed += not r.boxes
-            boxes += len(r.boxes)
-            matched += sum(any(iou(d.box, b.as_list()) > 0.33 for d in board.defects) for b in r.boxes)
-            for d in board.defects:
-                truths += 1
-                ok = any(iou(d.box, b.as_list()) > 0.33 for b in r.boxes)
-                hits += ok
-                misses[d.kind] += not ok
-    print(f"designs {args.first_design}..{args.first_design + args.designs - 1}, "
-          f"{'binarized' if args.binarized else 'mixed'} capture")
-    print(f"defective boards missed  {missed}/{n_bad}")
-    print(f"good boards rejected     {rejected}/{n_good}   (highest good score {max(good_scores):.2f}, "
-          f"threshold {cfg.boxes.threshold})")
-    print(f"box recall @IoU>0.33     {hits / truths:.3f} ({hits}/{truths})")
-    print(f"box precision            {matched / max(boxes, 1):.3f} ({matched}/{boxes})")
-    print(f"misses by kind           {dict(+misses) or '-'}")
-    print(f"regions ms per frame     median {statistics.median(ms):.1f}")
+    if args.record:
+        m = record(args.record, range(args.first_design, args.first_design + args.designs), args.boards,
+                   args.kinds.split(","), [float(x) for x in args.rotations.split(",")])
+        print(f"wrote {m}: python tools/evaluate.py --manifest {m} [--config station.yaml]")
+        return
+    cfg = VariationConfig(**_settings(args.overrides))
+    designs = range(args.first_design, args.first_design + args.designs)
+    rows = []
+    print(f"designs {designs.start}..{designs.stop - 1}, {args.boards} boards each (half defective), "
+          f"one-shot from the template; IoU > 0.33 one to one")
+    head = (f"{'kind':7}{'rot':>5}{'good':>6}{'bad':>5}{'passed':>8}{'overkill':>10}{'regfail':>9}"
+            f"{'P':>7}{'R':>7}{'F':>7}{'reg med':>9}{'corner':>8}{'ms':>7}{'cascade':>9}")
+    print(head)
+    for kind in args.kinds.split(","):
+        for rot in (float(x) for x in args.rotations.split(",")):
+            r = evaluate(cfg, designs, args.boards, kind, rot, rescan_noise=args.rescan)
+            rows.append(r)
+            print(f"{kind:7}{rot:>5g}{r['good']:>6}{r['defective']:>5}{r['defective_passed']:>8}"
+                  f"{r['overkill']:>10}{r['registration_failed']:>9}{r['precision']:>7.3f}"
+                  f"{r['recall']:>7.3f}{r['f1']:>7.3f}{r['reg_median_px']:>9.3f}"
+                  f"{r['reg_worst_corner_px']:>8.2f}{r['ms_median']:>7.1f}"
+                  f"{r['cascade_good_skipped']:>9.1%}", flush=True)
+    total = {k: sum(r[k] for r in rows) for k in ("good", "defective", "defective_passed", "overkill",
+                                                    "registration_failed")}
+    print(f"all: defective passed {total['defective_passed']}/{total['defective']}, overkill "
+          f"{total['overkill']}/{total['good']} ({total['overkill'] / max(total['good'], 1):.2%}), "
+          f"registration failed {total['registration_failed']}, "
+          f"mean F {statistics.mean(r['f1'] for r in rows):.3f}, min F {min(r['f1'] for r in rows):.3f}")
+    kinds = defaultdict(int)
+    for r in rows:
+        for k, v in r["missed_by_kind"].items():
+            kinds[k] += v
+    print(f"defects not boxed, by kind: {dict(kinds) or '-'}")
+    print("cascade: good boards decided without the VLM "
+          f"{(total['good'] - total['overkill']) / max(total['good'], 1):.1%}; defective boards it "
+          f"would pass {total['defective_passed']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Evaluate regions + judge + policy on a labelled recording, or the VLM on an MMAD-format set.
 
     python tools/evaluate.py --manifest rec.jsonl [--config station.yaml] [--set k=v] [--out DIR]
-    python tools/evaluate.py --mmad mmad.json --model-dir DIR [--shots 1] [--limit N] [--out DIR]
+    python tools/evaluate.py --mmad mmad.json --model-dir DIR ...    (the same as tools/mmad.py)
 
 A labelled manifest is the ``inspect`` manifest (JSON lines, paths relative to the manifest) with
 ``"label": "good" | "defective"`` and the ground truth as ``"boxes": [[x1, y1, x2, y2], ...]`` and/or
@@ -10,11 +10,8 @@ and miss (defective parts passed) rates, box recall and precision at IoU > 0.33,
 rate (parts decided without the VLM). Written: DIR/report.json and DIR/worst.png (the worst misses
 and false alarms with ground truth in green and boxes in red).
 
-MMAD (mmad.json: per image, multiple-choice questions with options and answers, and one-shot
-templates) is scored as MMAD scores it: per data set and question type (Object Structure and Object
-Details count as Object Analysis), anomaly discrimination as the mean of the accuracies on normal and
-anomalous images, the other types as accuracy; answers that name no option are left out, as MMAD
-does, and counted.
+``--mmad mmad.json ...`` hands the whole command line to tools/mmad.py, which owns the MMAD protocol
+(questions, prompt, scoring, the paper's table).
 """
 
 from __future__ import annotations
@@ -22,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -175,114 +170,7 @@ def run_manifest(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-# -- MMAD ------------------------------------------------------------------------------------------
-MMAD_INSTRUCTION = ("You are an industrial inspector who checks products by images. You should judge whether "
-                    "there is a defect in the query image and answer the questions about it.\n"
-                    "Answer with the option's letter from the given choices directly.")
-_LETTER = re.compile(r"\b([A-E])\b")
-
-
-def parse_letter(text: str, options: dict[str, str]) -> str | None:
-    found = [m for m in _LETTER.findall(text) if m in options]
-    if found:
-        return found[0]
-    low = text.lower()
-    hits = [k for k, v in options.items() if v and v.lower() in low]
-    return hits[0] if len(hits) == 1 else None
-
-
-def mmad_prompt(question: dict, image, templates: list):
-    from edge_inspector.judge.vlm.prompt import ImagePart, Prompt
-
-    options = "".join(f"{k}. {v}\n" for k, v in question["Options"].items())
-    prefix = (f"<|im_start|>system\n{MMAD_INSTRUCTION}<|im_end|>\n<|im_start|>user\n",)
-    suffix: list = []
-    if templates:
-        suffix.append(f"Following is/are {len(templates)} image of normal sample, which can be used as a "
-                      "template to compare the image being queried.")
-        suffix += [ImagePart(t, "reference") for t in templates]
-    suffix += ["\nFollowing is the query image:", ImagePart(image, "frame"),
-               f"\nQuestion: {question['Question']}\n{options}<|im_end|>\n<|im_start|>assistant\nAnswer:"]
-    return Prompt(prefix=prefix, suffix=tuple(suffix), n_regions=0)
-
-
-def score_mmad(answers: list[dict], normal_flag: str = "good") -> dict[str, Any]:
-    """MMAD's scoring of answer records {image, question_type, correct_answer, answer}."""
-    stats: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    detection: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"normal": [0, 0], "abnormal": [0, 0]})
-    invalid = 0
-    for a in answers:
-        dataset = a["image"].split("/")[0]
-        qtype = a["question_type"]
-        qtype = "Object Analysis" if qtype in ("Object Structure", "Object Details") else qtype
-        if a["answer"] is None:
-            invalid += 1
-            continue
-        ok = int(a["answer"] == a["correct_answer"])
-        stats[dataset][qtype][0] += ok
-        stats[dataset][qtype][1] += 1
-        if qtype == "Anomaly Detection":
-            side = "normal" if normal_flag in a["image"] else "abnormal"
-            detection[dataset][side][0] += ok
-            detection[dataset][side][1] += 1
-    table: dict[str, dict[str, float]] = {}
-    for dataset, types in stats.items():
-        row = {}
-        for qtype, (ok, total) in types.items():
-            if qtype == "Anomaly Detection":  # as MMAD: a side with no images counts as 0
-                sides = (detection[dataset]["normal"], detection[dataset]["abnormal"])
-                accs = [c / t if t else 0.0 for c, t in sides]
-                row[qtype] = 100 * sum(accs) / 2
-            else:
-                row[qtype] = 100 * ok / total
-        row["Average"] = sum(row.values()) / len(row)
-        table[dataset] = {k: round(v, 2) for k, v in row.items()}
-    overall = round(sum(r["Average"] for r in table.values()) / len(table), 2) if table else None
-    return {"per_dataset": table, "average": overall, "invalid_answers": invalid, "answers": len(answers)}
-
-
-def run_mmad(args: argparse.Namespace) -> dict[str, Any]:
-    from edge_inspector.imageio import load_image
-    from edge_inspector.judge.vlm.engine import Engine, SamplingSettings
-    from edge_inspector.judge.vlm.generation import DeadlineGuard
-    from edge_inspector.judge.vlm.loading import load_model
-    from edge_inspector.judge.vlm.prompt import ANSWER_PREFIX
-
-    data = json.loads(Path(args.mmad).read_text(encoding="utf-8"))
-    root = Path(args.data_root) if args.data_root else Path(args.mmad).resolve().parent
-    loaded = load_model(Path(args.model_dir), args.device)
-    engine = Engine(loaded, max_pixels={"frame": 512 * 512, "crop": 448 * 448, "reference": 512 * 512},
-                    sampling=SamplingSettings(temperature=args.temperature, max_new_tokens=8, seed=args.seed),
-                    prefix_cache=True)
-    images = list(data)[: args.limit] if args.limit else list(data)
-    answers = []
-    with _progress(args.no_progress) as bar:
-        task = bar.add_task("MMAD", total=len(images))
-        for rel in images:
-            entry = data[rel]
-            key = "similar_templates" if args.similar_template else "random_templates"
-            image = load_image(root / rel)
-            templates = [load_image(root / t) for t in (entry.get(key) or [])[: args.shots]]
-            for q in entry.get("conversation", []):
-                gen = engine.run(mmad_prompt(q, image, templates), args.votes, DeadlineGuard(math.inf))
-                letters = [parse_letter(t.removeprefix(ANSWER_PREFIX), q["Options"]) for t in gen.texts]
-                votes = Counter(x for x in letters if x)
-                answers.append({"image": rel, "question_type": q["type"], "correct_answer": q["Answer"],
-                                "answer": votes.most_common(1)[0][0] if votes else None,
-                                "raw": [t.removeprefix(ANSWER_PREFIX) for t in gen.texts]})
-            bar.advance(task)
-    report = score_mmad(answers)
-    report["records"] = answers
-    return report
-
-
 def print_table(report: dict[str, Any]) -> None:
-    if "per_dataset" in report:
-        for ds, row in report["per_dataset"].items():
-            print(f"{ds}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
-        print(f"MMAD average {report['average']}  (invalid answers left out: {report['invalid_answers']} "
-              f"of {report['answers']})")
-        return
     keys = ["parts", "good", "defective", "accuracy", "overkill_rate", "miss_rate", "no_reads", "box_recall",
             "box_precision", "gt_regions", "boxes", "cascade_skip_rate"]
     width = max(map(len, keys))
@@ -292,33 +180,26 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--mmad" or a.startswith("--mmad=") for a in argv):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import mmad  # tools/mmad.py owns the MMAD protocol; the same flags work there
+
+        return mmad.main(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", help="a labelled manifest (JSON lines)")
-    src.add_argument("--mmad", help="an MMAD-format mmad.json (the VLM alone)")
     ap.add_argument("--config", "-c", help="the station's YAML config")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default="evaluation", help="folder for report.json and worst.png")
     ap.add_argument("--iou", type=float, default=0.33, help="IoU above which a box matches a region")
     ap.add_argument("--worst", type=int, default=8, help="misses and false alarms in the grid, each")
     ap.add_argument("--no-progress", action="store_true")
-    mm = ap.add_argument_group("MMAD")
-    mm.add_argument("--model-dir", help="the VLM checkpoint directory")
-    mm.add_argument("--data-root", help="folder the image paths are relative to (default: mmad.json's)")
-    mm.add_argument("--shots", type=int, default=1, help="one-shot templates per question")
-    mm.add_argument("--similar-template", action="store_true", help="use similar_templates, not random")
-    mm.add_argument("--votes", type=int, default=1)
-    mm.add_argument("--temperature", type=float, default=0.7)
-    mm.add_argument("--seed", type=int, default=0)
-    mm.add_argument("--device", default="auto")
-    mm.add_argument("--limit", type=int, default=0, help="only the first N images")
     args = ap.parse_args(argv)
     from edge_inspector.errors import EdgeInspectorError
 
     try:
-        if args.mmad and not args.model_dir:
-            raise EdgeInspectorError("--mmad needs --model-dir")
-        report = run_mmad(args) if args.mmad else run_manifest(args)
+        report = run_manifest(args)
     except EdgeInspectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

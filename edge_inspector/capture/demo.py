@@ -14,7 +14,7 @@ from pydantic import Field
 from edge_inspector.capture.base import BufferStrategy, PartFactory, Source
 from edge_inspector.config_base import ConfigModel
 from edge_inspector.envelope import Frame
-from edge_inspector.synth.pcb import BoardDesign, make_board
+from edge_inspector.synth.pcb import BoardDesign, make_board, reference_board
 
 
 class DemoSourceConfig(ConfigModel):
@@ -63,7 +63,7 @@ def prepare_product(cfg: DemoSourceConfig, reference: Path, good_dir: Path | Non
     design = BoardDesign(cfg.design_seed, (cfg.width, cfg.height))
     written = []
     reference.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(reference), make_board(design, seed=0).image)
+    cv2.imwrite(str(reference), reference_board(design).image)
     written.append(reference)
     if good_dir is not None:
         good_dir.mkdir(parents=True, exist_ok=True)

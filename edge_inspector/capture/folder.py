@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+
+import structlog
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -14,7 +16,9 @@ from edge_inspector.capture.base import BufferStrategy, PartFactory, Source
 from edge_inspector.config_base import ConfigModel, ConfigPath
 from edge_inspector.envelope import Frame
 from edge_inspector.errors import ImageError, StartupError
-from edge_inspector.imageio import IMAGE_SUFFIXES, load_image
+from edge_inspector.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image
+
+log = structlog.get_logger(__name__)
 
 
 class FolderSourceConfig(ConfigModel):
@@ -26,6 +30,9 @@ class FolderSourceConfig(ConfigModel):
     loop: bool = Field(False, description="Start again at the first image after the last one.")
     buffer: BufferStrategy = Field(BufferStrategy.WAIT, description="What happens when the inspection "
                                    "queue is full (a replay waits).")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, le=2**30, description="An image whose header "
+                            "claims more pixels than this is not decoded: the part is a NO-READ "
+                            "(unreadable_frame).")
 
 
 class FolderSource(Source):
@@ -51,9 +58,13 @@ class FolderSource(Source):
                     return
                 trigger = parts.trigger(self.name)
                 try:
-                    yield trigger.frame(load_image(path), source=str(path))
+                    image, error = load_image(path, self.cfg.max_pixels), None
                 except ImageError as exc:
-                    yield trigger.frame(None, source=str(path), error=str(exc))
+                    image, error = None, str(exc)
+                except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the replay
+                    log.error("image_decode_failed", path=str(path), error=f"{type(exc).__name__}: {exc}")
+                    image, error = None, f"{path}: {type(exc).__name__}: {exc}"
+                yield trigger.frame(image, source=str(path), error=error)
                 if self.cfg.interval_ms:
                     stop.wait(self.cfg.interval_ms / 1000)
             if not self.cfg.loop:

@@ -70,6 +70,9 @@ class OfflineInspector:
         self.stages = build_stages(cfg)  # the daemon's builder: the same stages, the same settings
         self.inspector = self.stages.inspector
         self.parts = PartFactory(deadline_s=math.inf, run_tag="inspect")
+        from edge_inspector.imageio import DEFAULT_MAX_PIXELS
+
+        self.max_pixels = getattr(cfg.capture, "max_pixels", DEFAULT_MAX_PIXELS)  # a folder config's
         self._refs: dict[str, Any] = {}
 
     def reference(self, path: str | None):
@@ -98,10 +101,12 @@ class OfflineInspector:
         image = reference = None
         if error is None:
             try:
-                image = load_image(item["image"])
+                image = load_image(item["image"], self.max_pixels)
                 reference = self.reference(item.get("reference"))
             except (ImageError, EdgeInspectorError) as exc:
                 error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one bad image must not end the manifest
+                error = f"{item['image']}: {type(exc).__name__}: {exc}"
         frame = trigger.frame(image, source=str(item.get("image", "")), error=error, reference=reference)
         result = self.inspector.inspect(frame).to_json()
         result["id"] = item["id"]

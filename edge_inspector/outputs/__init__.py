@@ -15,7 +15,9 @@ __all__ = ["Output", "Outputs"]
 
 
 class Outputs:
-    """Emits each inspection to every output in order, isolating each one's failure.
+    """Emits each inspection to every output in order, isolating each one's failure. After a gate
+    (the PLC link), the outputs that follow receive the inspection as the gate applied it: what the
+    gate did is what is recorded.
 
     ``owned``: the outputs this dispatcher closes (all of them by default). An output with an owner
     of its own (the PLC link: its service starts it and closes it) is left out, so each is closed
@@ -34,6 +36,11 @@ class Outputs:
             except Exception as exc:  # noqa: BLE001 - one failing output must not silence the others
                 self.failures[out.name] += 1
                 log.error("output_failed", output=out.name, part_id=inspection.frame.part_id,
+                          error=f"{type(exc).__name__}: {exc}")
+            try:
+                inspection = out.gate(inspection) or inspection  # Output.gate: None unless a gate
+            except Exception as exc:  # noqa: BLE001
+                log.error("output_gate_failed", output=out.name, part_id=inspection.frame.part_id,
                           error=f"{type(exc).__name__}: {exc}")
 
     def health(self) -> list[dict[str, Any]]:

@@ -17,6 +17,12 @@ class Output(ABC):
     @abstractmethod
     def emit(self, inspection: Inspection) -> None: ...
 
+    def gate(self, inspection: Inspection) -> Inspection | None:
+        """A PLC link that knows what its reject gate did returns the inspection as the gate applied
+        it (the decision's ``action`` and ``gate``); the outputs after it record that. None: this
+        output is not a gate. Called after ``emit``, also when ``emit`` raised."""
+        return None
+
     def health(self) -> dict[str, Any]:
         return {"name": self.name, "state": "ok"}
 

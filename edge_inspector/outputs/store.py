@@ -54,11 +54,17 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 def _v3(db: sqlite_utils.Database) -> None:
+    # what the reject gate did: ``action`` is the gate's when a PLC link reports it, ``gate`` how
+    # (applied, failsafe_deadline, failsafe_heartbeat, not_delivered, unconfirmed; NULL: no link)
+    db[TABLE].add_column("gate", str)
+
+
+def _v4(db: sqlite_utils.Database) -> None:
     db[TABLE].add_column("recipe", str)
     db[TABLE].add_column("recipe_version", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -103,7 +109,8 @@ def row_for(inspection: Inspection, versions: Versions, image_path: str | None) 
     return {
         "part_id": j["id"], "seq": j["seq"], "camera": j["camera"], "source": j["source"],
         "trigger_time": j["trigger_time"], "decided_time": time.time(),
-        "outcome": j["decision"], "action": j["action"], "reason": j["reason"], "detail": j["detail"],
+        "outcome": j["decision"], "action": j["action"], "gate": j["gate"], "reason": j["reason"],
+        "detail": j["detail"],
         "late": int(j["late"]), "score": j["score"], "p_defective": j["p_defective"],
         "confidence": j["confidence"], "defect_type": j["defect_type"], "decided_by": j["decided_by"],
         "boxes": json.dumps(j["regions"]), "votes": json.dumps(j["votes"]),

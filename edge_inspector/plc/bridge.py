@@ -4,14 +4,24 @@ producer (TRIGGER events become parts on the capture stage's TriggerBus).
 Per part: ``arm(trigger)`` is called where the part is made (the daemon's part factory hook) and
 sends ARM with the time left to the part's deadline (less ``arm_margin_ms``), so the bridge applies
 its fail-safe by then if no decision comes; ``emit(inspection)`` sends DECIDE with the decision's
-gate action once the ARM was answered. Rules that keep actuation right:
+gate action once the ARM was answered; ``gate(inspection)`` says what the gate did with it (the
+bridge's APPLIED, its FAILSAFE, or nothing), so that the store and MQTT record the gate's action.
+Rules that keep actuation right:
 
 - a DECIDE names the bridge's part id made from the station's part sequence (plus a random base
   per run), so it can only act on the part it belongs to; it is retransmitted byte for byte only
-  (the bridge's duplicate history re-ACKs and never applies twice), never re-sent as a new frame;
-- an ARM that may have reached the bridge is never sent again as a new frame (the bridge might
-  have finished the part already); a part whose ARM is uncertain still gets its DECIDE, which the
-  bridge refuses (NAK) unless the part is pending there;
+  (the bridge's duplicate history re-ACKs and never applies twice); it is sent again as a new frame
+  only after the bridge refused it as an unknown part (so it was not applied);
+- at most ``max_pending`` parts (the bridge's table, from its INFO) are armed at once: further ARMs
+  wait, in order, for an entry to free, so the bridge never refuses one as TABLE_FULL;
+- an ARM carries the time left when it leaves, its retransmissions too (same seq, the time left
+  then: a copy resent byte for byte would set the bridge's deadline from when that copy arrives,
+  up to (max_tx - 1) x ack_timeout late); so whichever copy the bridge takes, its fail-safe comes
+  by the station's deadline less the margin;
+- an ARM whose answer never came ("uncertain": line noise, a stall, a restart) is sent again as a
+  new ARM with the time left, only while that cannot arm a part the bridge already finished
+  (``_rearm_refusal``): no DECIDE went out for it, no heartbeat loss at the bridge may have
+  fail-safed it unseen, and it lands before the fail-safe of any earlier copy could fire;
 - no heartbeat while the inspection loop is stuck: with a part waiting and no progress for
   ``stall_timeout``, the link goes quiet (no frame at all) and the bridge raises FAULT;
 - a lost port is reopened with back-off, and every (re)connection, bridge restart or FAULT is
@@ -23,9 +33,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -34,35 +44,22 @@ from edge_inspector.capture.base import Trigger
 from edge_inspector.capture.triggers import TriggerBus
 from edge_inspector.envelope import Action, Inspection
 from edge_inspector.outputs.base import Output
-from edge_inspector.plc import protocol as p
+from edge_inspector.plc.arming import TABLE_SIZE, Part, PartTable
 from edge_inspector.plc.config import BridgeConfig
-from edge_inspector.plc.link import DROPPED, LOST, Answer, Outgoing, Transport
-from edge_inspector.plc.session import BridgeSession, verdict_of
+from edge_inspector.plc.link import Transport
+from edge_inspector.plc.session import BridgeSession
 
 log = structlog.get_logger(__name__)
 
-MAX_PARTS = 1024
+NOT_AT_GATE = ("undelivered", "refused_unknown_part", "refused_bad_value", "refused_table_full",
+               "refused_not_configured")
 
 
 class PlcLinkError(RuntimeError):
     """A decision that could not be delivered to the bridge; the message says why."""
 
 
-@dataclass(eq=False)
-class Part:
-    key: str  # the station's part id
-    bridge_id: int
-    trigger_mono: float
-    deadline_mono: float
-    arm: str = "queued"  # queued -> sent -> armed | refused | uncertain
-    action: Action | None = None  # the decision, once emitted
-    decide_sent: float | None = None
-    result: str | None = None  # applied_pass/applied_reject/failsafe_*/refused_*/lost/undelivered
-    arm_deadline_ms: int | None = None  # as sent in the ARM
-    bridge_us: int | None = None  # the MCU's time of APPLIED / FAILSAFE (us since its boot)
-
-
-class BridgeLink(BridgeSession, Output):
+class BridgeLink(PartTable, BridgeSession, Output):
     name = "plc"
 
     def __init__(self, cfg: BridgeConfig, *, triggers: TriggerBus | None = None,
@@ -80,8 +77,13 @@ class BridgeLink(BridgeSession, Output):
         self.bridge: dict[str, Any] = {}
         self.last_error: str | None = None
         self.decide_to_applied_ms: float | None = None
+        self.max_pending = TABLE_SIZE
+        self.gate_wait_s = 2 * cfg.ack_timeout_ms / 1000 + 0.05  # DECIDE -> APPLIED, one resend
         self._parts: OrderedDict[str, Part] = OrderedDict()
         self._by_id: dict[int, Part] = {}
+        self._table: set[Part] = set()  # parts that may hold an entry of the bridge's table
+        self._waiting: deque[Part] = deque()  # ARMs held back until an entry frees
+        self._rearm: set[Part] = set()  # uncertain or lost parts to arm again once that is safe
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +94,8 @@ class BridgeLink(BridgeSession, Output):
         self._last_trigger_count: int | None = None
         self._was_ready = False  # ready at least once since the port was opened
         self._rehandshake: str | None = None  # why HELLO and CONFIG must be sent again (I/O thread)
+        self._blind_at = float("-inf")  # a port outage long enough for a heartbeat loss ended here
+        self._hb_lost_at = float("-inf")  # the bridge last reported a heartbeat loss
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, progress: Callable[[], float] | None = None) -> None:
@@ -123,8 +127,7 @@ class BridgeLink(BridgeSession, Output):
 
     def emit(self, inspection: Inspection) -> None:
         f, d = inspection.frame, inspection.decision
-        now = time.monotonic()
-        self._last_emit = now
+        self._last_emit = time.monotonic()
         with self._lock:
             part = self._parts.get(f.part_id)
         if part is None:  # made without the arm hook: arm it now, then decide
@@ -133,21 +136,62 @@ class BridgeLink(BridgeSession, Output):
             if part.action is not None:
                 raise PlcLinkError(f"part {f.part_id} was already decided; second decision ignored")
             part.action = d.action
-            go = part.arm in ("armed", "uncertain")
-            refused = part.arm == "refused"
-        if go:
+            arm = part.arm
+            undelivered = arm == "refused" or (arm == "gone" and part not in self._rearm)
+        if arm in ("armed", "uncertain"):  # uncertain: the bridge refuses it unless it holds it
             self._send_decide(part)
-        elif refused:
+        elif undelivered:
             self._finish(part, "undelivered")
             raise PlcLinkError(f"part {f.part_id} is not armed at the bridge on {self.cfg.port} "
                                f"({self.state}); its {d.action} was not sent")
-        # else: the ARM is still on its way; DECIDE follows its answer (_arm_answered)
+        # else: the ARM is waiting or on its way; DECIDE follows its answer (_arm_answered)
+
+    def gate(self, inspection: Inspection) -> Inspection:
+        """The inspection as the gate applied it: ``action`` is what the gate did (the bridge's
+        APPLIED, its fail-safe, or PASS when the bridge never had the part: no pulse), ``gate``
+        says how. Waits up to ``gate_wait_s`` for the bridge's answer to the DECIDE."""
+        d = inspection.decision
+        with self._lock:
+            part = self._parts.get(inspection.frame.part_id)
+        if part is None:
+            return replace(inspection, decision=replace(d, gate="unconfirmed"))
+        if self.t.connected and not part.done.is_set():
+            part.done.wait(self.gate_wait_s)
+        with self._lock:
+            result = part.result
+        action, how = self._gate_of(part, result, d.action)
+        if how == "unconfirmed":
+            part.recorded_unconfirmed = True
+            self.counters["gate_unconfirmed"] += 1
+        elif action is not d.action:
+            self.counters["gate_overrode_decision"] += 1
+            log.warning("plc_gate_differs", port=self.cfg.port, part_id=part.key,
+                        decided=str(d.action), gate=str(action), how=how)
+        return replace(inspection, decision=replace(d, action=action, gate=how))
+
+    def _gate_of(self, part: Part, result: str | None, decided: Action) -> tuple[Action, str]:
+        if result in ("applied_pass", "applied_reject"):
+            return (Action.REJECT if result == "applied_reject" else Action.PASS), "applied"
+        if result == "failsafe_deadline":
+            return self.cfg.failsafe_on_deadline, result
+        if result == "failsafe_heartbeat":
+            return self.cfg.failsafe_on_heartbeat, result
+        if result == "refused_part_failsafed":  # the FAILSAFE event did not say which (yet)
+            late = part.arm_tx is not None and part.arm_deadline_ms is not None and (
+                time.monotonic() >= part.arm_tx + part.arm_deadline_ms / 1000)
+            return ((self.cfg.failsafe_on_deadline, "failsafe_deadline") if late
+                    else (self.cfg.failsafe_on_heartbeat, "failsafe_heartbeat"))
+        if result in NOT_AT_GATE:
+            return Action.PASS, "not_delivered"  # the bridge never had the part: no pulse
+        return decided, "unconfirmed"  # lost, or no answer yet: the DECIDE may have acted
 
     def health(self) -> dict[str, Any]:
         with self._lock:
             pending = sum(1 for x in self._parts.values() if x.result is None)
+            table, waiting = len(self._table), len(self._waiting)
         return {"name": self.name, "kind": "bridge", "port": self.cfg.port, "state": self.state,
                 "quiet": self.t.quiet, "last_error": self.last_error, "parts_open": pending,
+                "bridge_table": table, "arms_waiting": waiting,
                 "decide_to_applied_ms": self.decide_to_applied_ms, "bridge": dict(self.bridge),
                 **self.counters, **{f"link_{k}": v for k, v in self.t.stats.items()},
                 "rx_bad_frames": self.t.decoder.bad_frames,
@@ -163,84 +207,3 @@ class BridgeLink(BridgeSession, Output):
             part = self._parts.get(part_id)
             return replace(part) if part else None
 
-    # -- parts -----------------------------------------------------------------------------------
-    def _new_part(self, key: str, seq: int, t_mono: float, deadline: float) -> Part:
-        part = Part(key, (self._id_base + seq) & 0xFFFFFFFF, t_mono, deadline)
-        with self._lock:
-            self._parts[key] = part
-            self._by_id[part.bridge_id] = part
-            self._prune(time.monotonic())
-        self.t.send(Outgoing(build=lambda: self._arm_message(part),
-                             on_answer=lambda a: self._arm_answered(part, a),
-                             wanted=lambda: False))  # never resent after an outage: uncertain
-        return part
-
-    def _arm_message(self, part: Part) -> p.Message | None:
-        left_ms = int((part.deadline_mono - time.monotonic()) * 1000 - self.cfg.arm_margin_ms)
-        if left_ms < 1:
-            self.counters["arm_too_late"] += 1
-            return None
-        part.arm, part.arm_deadline_ms = "sent", min(left_ms, 60000)
-        return p.Arm(part.bridge_id, part.arm_deadline_ms)
-
-    def _arm_answered(self, part: Part, answer: Answer) -> None:
-        with self._lock:
-            if answer is None or answer is p.NakReason.DUPLICATE_PART:
-                part.arm = "armed"
-                self.counters["armed"] += 1
-            elif answer is LOST or (answer is DROPPED and part.arm == "sent"):
-                part.arm = "uncertain"  # it may have reached the bridge: never ARM it again
-                self.counters["arm_uncertain"] += 1
-            elif answer is p.NakReason.NOT_CONFIGURED and part.arm == "sent":
-                part.arm = "queued"  # refused, so not applied: safe to ask again after CONFIG
-            else:
-                part.arm = "refused"
-                self.counters["arm_refused"] += 1
-            arm, action = part.arm, part.action
-        if arm == "queued":
-            self.t.send(Outgoing(build=lambda: self._arm_message(part),
-                                 on_answer=lambda a: self._arm_answered(part, a),
-                                 wanted=lambda: False))
-            self._rehandshake = "ARM refused: bridge not configured"
-            return
-        if arm == "refused":
-            log.warning("plc_arm_refused", port=self.cfg.port, part_id=part.key,
-                        reason=getattr(answer, "name", answer))
-        if action is None:
-            return
-        if arm == "refused":
-            self._finish(part, "undelivered")
-            log.error("plc_decision_undelivered", port=self.cfg.port, part_id=part.key,
-                      action=str(action), why="the part is not armed at the bridge")
-        else:
-            self._send_decide(part)
-
-    def _send_decide(self, part: Part) -> None:
-        def build() -> p.Message:
-            part.decide_sent = time.monotonic()
-            return p.Decide(part.bridge_id, verdict_of(part.action))
-
-        self.counters["decide_sent"] += 1
-        self.t.send(Outgoing(build=build, on_answer=lambda a: self._decide_answered(part, a),
-                             wanted=lambda: True))  # resent byte for byte only: never twice applied
-
-    def _decide_answered(self, part: Part, answer: Answer) -> None:
-        if answer is None:
-            return  # APPLIED follows
-        what = getattr(answer, "name", str(answer)).lower()
-        self._finish(part, "lost" if answer in (LOST, DROPPED) else f"refused_{what}")
-        log.warning("plc_decide_not_applied", port=self.cfg.port, part_id=part.key,
-                    action=str(part.action), answer=what)
-
-    def _finish(self, part: Part, result: str) -> None:
-        with self._lock:
-            if part.result is None or part.result.startswith("refused") and result.startswith(
-                    ("failsafe", "applied")):
-                part.result = result
-        self.counters[result] += 1
-
-    def _prune(self, now: float) -> None:
-        while len(self._parts) > MAX_PARTS or (
-                self._parts and next(iter(self._parts.values())).deadline_mono < now - 60):
-            _, old = self._parts.popitem(last=False)
-            self._by_id.pop(old.bridge_id, None)

@@ -1,7 +1,9 @@
 """The bridge driver's I/O thread (a mixin of :class:`~edge_inspector.plc.bridge.BridgeLink`):
 it opens and reopens the port, runs the HELLO/CONFIG handshake, keeps the heartbeat (or withholds it
 while the inspection loop is stuck), polls STATUS, and handles the bridge's events: TRIGGER (a part
-on the TriggerBus), APPLIED, FAILSAFE, FAULT, STATUS, INFO (a restarted bridge)."""
+on the TriggerBus), APPLIED, FAILSAFE, FAULT, STATUS, INFO (a restarted bridge). It also notes what
+the re-arm rules (:mod:`.arming`) need: a port outage long enough for a heartbeat loss, and the
+bridge's own reports of one."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class BridgeSession:
                     backoff = min(backoff * 2, self.cfg.reconnect_max_s)
                     continue
                 backoff = self.cfg.reconnect_backoff_s
+                self._note_outage(time.monotonic())
                 self._opened = time.monotonic()
                 self._was_ready = False
                 self.counters["connects"] += 1
@@ -62,6 +65,19 @@ class BridgeSession:
         if error:
             self.last_error = error
 
+    def _note_outage(self, now: float) -> None:
+        """The port is open again. If the station was silent long enough for the bridge to lose
+        the heartbeat meanwhile, FAILSAFE events may have been lost with the port: parts armed
+        before now are never armed again."""
+        if now - self.t.last_tx >= self.cfg.heartbeat_timeout_ms / 2000:
+            self._blind_at = now
+
+    def _heartbeat_lost(self, now: float, why: str) -> None:
+        """The bridge says it lost the heartbeat: it fail-safed its pending parts."""
+        if now - self._hb_lost_at > 1.0:
+            log.warning("plc_bridge_heartbeat_lost", port=self.cfg.port, why=why)
+        self._hb_lost_at = now
+
     def _stalled(self, now: float) -> bool:
         progress = max(self._last_emit, self.progress() if self.progress else 0.0)
         with self._lock:
@@ -87,6 +103,9 @@ class BridgeSession:
             self._handshake("no boot message from the bridge")
         if self.state != "ready":
             return
+        self._retry_rearms(now)
+        if self._waiting:
+            self._pump_arms()  # an entry of the bridge's table may have freed by its deadline
         if now - self.t.last_tx >= self.cfg.heartbeat_timeout_ms / 3000:
             self.t.send(Outgoing(build=p.Heartbeat, control=True))
         if now - self._last_status >= self.cfg.status_interval_s:
@@ -159,18 +178,25 @@ class BridgeSession:
         elif isinstance(msg, p.Fault):
             self.counters["bridge_faults"] += 1
             self.bridge["fault_code"] = msg.code
+            if msg.code == p.FaultCode.HEARTBEAT_LOST:
+                self._heartbeat_lost(now, "FAULT event")
             log.error("plc_bridge_fault", port=self.cfg.port, code=msg.code)
             self._rehandshake = "the bridge reported FAULT"
         elif isinstance(msg, p.Status):
             self.bridge.update(flags=msg.flags, fault_code=msg.fault_code, pending=msg.pending,
                                failsafes=msg.failsafes, rx_bad_frames=msg.rx_bad_frames,
                                tx_dropped=msg.tx_dropped, uptime_ms=msg.uptime_ms)
+            if msg.fault_code == p.FaultCode.HEARTBEAT_LOST:
+                self._heartbeat_lost(now, "STATUS")
             if self.state == "ready" and not msg.flags & p.StatusFlag.CONFIGURED:
                 self._rehandshake = "STATUS says the bridge is not configured"
         elif isinstance(msg, p.Info):
             self.bridge["firmware"] = f"{msg.fw_major}.{msg.fw_minor}.{msg.fw_patch}"
+            if 1 <= msg.max_pending <= 255:
+                self.max_pending = msg.max_pending
             if msg.session == 0:
                 self._last_trigger_count = None
+                self._bridge_restarted()  # its table is empty: the parts it held are armed again
                 if self._was_ready:  # not the boot message of a bridge we just connected to
                     self.counters["bridge_restarts"] += 1
                     log.warning("plc_bridge_restarted", port=self.cfg.port, cause=msg.reset_cause)

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from edge_inspector.config_base import ConfigModel
 from edge_inspector.envelope import Action, Decision, Frame, Outcome, Reason, Verdict
+from edge_inspector.policy.checks import verdict_problem
 
 
 class FailsafeConfig(ConfigModel):
@@ -21,6 +22,9 @@ class FailsafeConfig(ConfigModel):
     camera_offline: Action = Field(Action.REJECT, description="Gate action for a trigger while the "
                                    "camera is down.")
     regions_error: Action = Field(Action.REJECT, description="Gate action when the regions stage fails.")
+    registration_failed: Action = Field(Action.REJECT, description="Gate action when the frame cannot "
+                                        "be registered to the reference with confidence (moved beyond "
+                                        "the budget, another product, a blank frame).")
     judge_error: Action = Field(Action.REJECT, description="Gate action when the judge fails.")
     timeout: Action = Field(Action.REJECT, description="Gate action when the decision would miss the "
                             "part's deadline.")
@@ -67,6 +71,9 @@ class Policy:
     def decide(self, frame: Frame, verdict: Verdict, timings: dict[str, float],
                now: float | None = None) -> Decision:
         now = time.monotonic() if now is None else now
+        problem = verdict_problem(verdict)
+        if problem is not None:  # NaN >= threshold is False: nonsense would pass the part
+            return self.no_read(frame, Reason.JUDGE_ERROR, problem, timings, now)
         if now > frame.deadline_mono:
             late_ms = (now - frame.deadline_mono) * 1000
             return self.no_read(frame, Reason.TIMEOUT, f"decided {late_ms:.0f} ms after the deadline",
@@ -75,7 +82,7 @@ class Policy:
             return self.no_read(frame, Reason.LOW_CONFIDENCE,
                                 f"confidence {verdict.confidence:.3f} < {self.cfg.min_confidence}",
                                 timings, now)
-        reject = verdict.p_defective >= self.cfg.reject_threshold
+        reject = float(verdict.p_defective) >= self.cfg.reject_threshold
         outcome = Outcome.REJECT if reject else Outcome.PASS
         detail = (f"P(defective) {verdict.p_defective:.3f} "
                   f"{'>=' if reject else '<'} {self.cfg.reject_threshold} ({verdict.decided_by})")

@@ -2,9 +2,9 @@
 
 A :class:`BoardDesign` is one product: traces, pads, vias and text laid out from a design seed. Each
 board made from it (:func:`make_board`) may carry defects (open, short, mousebite, spur, spurious
-copper, pin-hole) with ground-truth boxes, and passes through a simulated capture: sub-pixel shift and
-a small rotation, brightness gain and offset, optical blur, sensor noise, optionally binarisation (as
-in scanned AOI data sets), and JPEG compression.
+copper, pin-hole) with ground-truth boxes, and passes through a re-capture the way a line makes one
+(:mod:`edge_inspector.synth.recapture`: rotation, shift out of the field of view, scale, perspective,
+light, defocus, noise, binarisation as in scanned AOI data sets, JPEG).
 
 Ground-truth boxes follow the habit of human annotators: the changed pixels plus a margin, never
 smaller than a minimum size. Margins and minimum sizes vary per defect, so that a detector is not
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from edge_inspector.synth.recapture import REFERENCE, Kind, Recapture, move_box, recapture, transform_box
 
 DEFECT_KINDS = ("open", "short", "mousebite", "spur", "spurious_copper", "pin_hole")
 
@@ -51,12 +53,14 @@ class Segment:
 class Defect:
     kind: str
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive), annotation-style (with margin)
+    core: tuple[int, int, int, int] | None = None  # the changed pixels alone, without the margin
 
 
 @dataclass(slots=True)
 class Board:
-    image: np.ndarray  # uint8, HxW
+    image: np.ndarray  # uint8, HxW (or HxWx3)
     defects: list[Defect] = field(default_factory=list)
+    transform: np.ndarray | None = None  # 3x3: board (golden image) -> this image; None: golden
 
     @property
     def defective(self) -> bool:
@@ -310,63 +314,35 @@ def _annotation_box(changed: np.ndarray, rng: np.random.Generator) -> tuple[int,
 # --- capture ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Capture:
-    """How a board is seen by the camera. ``jitter=False`` gives the golden image."""
-
-    shift_px: float = 2.5
-    rotation_deg: float = 0.15
-    gain: float = 0.12
-    offset: float = 12.0
-    blur_sigma: tuple[float, float] = (0.5, 1.0)
-    noise_sigma: tuple[float, float] = (1.5, 5.0)
-    jpeg_quality: tuple[int, int] = (75, 95)
-    binarize_probability: float = 0.25
-
-
-def capture(mask: np.ndarray, rng: np.random.Generator, cap: Capture) -> tuple[np.ndarray, np.ndarray]:
-    """The captured image and the 2x3 affine that maps board coordinates to image coordinates."""
-    h, w = mask.shape
-    gray = _to_gray(mask).astype(np.float32)
-    dx, dy = rng.uniform(-cap.shift_px, cap.shift_px, 2)
-    angle = float(rng.uniform(-cap.rotation_deg, cap.rotation_deg))
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-    m[:, 2] += (dx, dy)
-    gray = cv2.warpAffine(gray, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    gray = cv2.GaussianBlur(gray, (0, 0), float(rng.uniform(*cap.blur_sigma)))
-    gray = gray * (1 + rng.uniform(-cap.gain, cap.gain)) + rng.uniform(-cap.offset, cap.offset)
-    gray += rng.normal(0, float(rng.uniform(*cap.noise_sigma)), gray.shape).astype(np.float32)
-    if rng.random() < cap.binarize_probability:
-        level = float(np.mean(np.percentile(gray, [5, 95])))
-        gray = np.where(gray > level, 255.0, 0.0).astype(np.float32)
-    img = np.clip(gray, 0, 255).astype(np.uint8)
-    quality = int(rng.integers(cap.jpeg_quality[0], cap.jpeg_quality[1] + 1))
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), m
-
-
-def _move_box(box: tuple[int, int, int, int], m: np.ndarray, shape: tuple[int, ...]):
-    x1, y1, x2, y2 = box
-    corners = np.array([[x1, y1, 1], [x2, y1, 1], [x1, y2, 1], [x2, y2, 1]], float) @ m.T
-    h, w = shape[:2]
-    return (max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min()))),
-            min(w, int(np.ceil(corners[:, 0].max()))), min(h, int(np.ceil(corners[:, 1].max()))))
+def render(mask: np.ndarray, kind: str = "gray") -> np.ndarray:
+    """The board as a camera would see it under even light: grey, colour (copper on a green mask), or
+    binarised as a scanned AOI template is."""
+    if kind == "binary":  # a scanned template: a fixed threshold half-way
+        return np.where(mask >= 0.5, 255, 0).astype(np.uint8)
+    if kind != "color":
+        return _to_gray(mask)
+    m = mask[..., None]
+    substrate, copper = np.float32([40, 90, 30]), np.float32([90, 170, 200])  # BGR
+    return np.clip(substrate + (copper - substrate) * m, 0, 255).astype(np.uint8)
 
 
 def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
-               jitter: Capture | None = Capture()) -> Board:
-    """A board of ``design``: ``defects`` is a count (kinds drawn at random) or a list of kinds."""
+               jitter: Recapture | None = Recapture(), kind: Kind | None = None) -> Board:
+    """A board of ``design``: ``defects`` is a count (kinds drawn at random) or a list of kinds.
+
+    ``jitter`` is the re-capture (:mod:`edge_inspector.synth.recapture`; None: the golden image, as
+    rendered); ``kind`` is gray, binary or color (None: a re-captured board is
+    binarised one time in four, else grey; a golden one is grey)."""
     rng = np.random.default_rng([design.seed, seed, 0x5EED])
     kinds = defects if isinstance(defects, list) else [
         DEFECT_KINDS[int(i)] for i in rng.integers(0, len(DEFECT_KINDS), int(defects))]
     mask = design.mask
     truth: list[Defect] = []
     occupied = np.zeros(mask.shape, np.uint8)
-    for kind in kinds:
+    for defect in kinds:
         for _ in range(20):  # keep defects apart, as separate annotations
             trial = mask.copy()
-            changed = _DEFECTS[kind](trial, design, rng)
+            changed = _DEFECTS[defect](trial, design, rng)
             if not changed.any():
                 continue
             box = _annotation_box(changed, rng)
@@ -375,9 +351,36 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
                 continue
             mask[:] = trial
             occupied[y1:y2, x1:x2] = 1
-            truth.append(Defect(kind, box))
+            ys, xs = np.nonzero(changed)
+            truth.append(Defect(defect, box, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
             break
+    if kind is None:
+        kind = "binary" if jitter is not None and rng.random() < 0.25 else "gray"
     if jitter is None:
-        return Board(image=_to_gray(mask), defects=truth)
-    image, m = capture(mask, rng, jitter)
-    return Board(image=image, defects=[Defect(d.kind, _move_box(d.box, m, image.shape)) for d in truth])
+        return Board(image=render(mask, kind), defects=truth)
+    image, m = recapture(render(mask, kind), rng, jitter, kind)
+    return Board(image=image, defects=[d for d in (_moved(d, m, image.shape) for d in truth) if d],
+                 transform=m)
+
+
+VIEW_BORDER_PX = 4  # the outermost pixels of a frame, which no station judges
+
+
+def _moved(d: Defect, m: np.ndarray, shape: tuple[int, ...]) -> Defect | None:
+    """The defect as the re-capture shows it, or None when it left the field of view: half of its
+    changed pixels' box must lie in the frame, inside its outermost VIEW_BORDER_PX."""
+    h, w = shape[:2]
+    cx1, cy1, cx2, cy2 = transform_box(d.core or d.box, m)
+    b = VIEW_BORDER_PX
+    ix = max(0.0, min(cx2, w - b) - max(cx1, b))
+    iy = max(0.0, min(cy2, h - b) - max(cy1, b))
+    box = move_box(d.box, m, shape, min_visible=0.0)
+    if box is None or ix * iy < 0.5 * max(cx2 - cx1, 1) * max(cy2 - cy1, 1):
+        return None
+    return Defect(d.kind, box, (int(cx1), int(cy1), int(cx2), int(cy2)))
+
+
+def reference_board(design: BoardDesign, kind: Kind = "gray") -> Board:
+    """The product's reference image as a quality engineer captures it: a good board, centred and
+    square to the camera under even light (:data:`~edge_inspector.synth.recapture.REFERENCE`)."""
+    return make_board(design, 0, jitter=REFERENCE, kind=kind)

@@ -13,6 +13,7 @@ import pytest
 from edge_inspector.config import load_config
 from edge_inspector.daemon import Station
 from edge_inspector.errors import JudgeError
+from tests.helpers import wait_until
 
 
 def rows(cfg):
@@ -66,8 +67,8 @@ def test_drop_oldest_turns_overflow_into_no_reads(station_config):
     station = Station.build(cfg)
     slow = station.inspector.regions.find
 
-    def slow_find(frame):
-        time.sleep(0.05)
+    def slow_find(frame):  # busy until two more parts were triggered: the queue (1) overflows
+        wait_until(lambda: station.counters.triggers >= min(12, frame.seq + 2), 60)
         return slow(frame)
 
     station.inspector.regions.find = slow_find
@@ -191,6 +192,8 @@ def _no_leftover_threads():
 
     before = {t.name for t in threading.enumerate()}
     yield
-    time.sleep(0.05)
-    leftover = {t.name for t in threading.enumerate() if t.is_alive()} - before - {"judge"}
-    assert not (leftover & {"capture", "worker"}), leftover
+
+    def leftover() -> set[str]:
+        return ({t.name for t in threading.enumerate() if t.is_alive()} - before) & {"capture", "worker"}
+
+    assert wait_until(lambda: not leftover(), 10), leftover()

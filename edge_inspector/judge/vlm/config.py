@@ -36,6 +36,10 @@ class VlmJudgeConfig(ConfigModel):
     temperature: float = Field(0.7, gt=0.0, le=2.0, description="Sampling temperature of the votes.")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass of the votes.")
     max_new_tokens: int = Field(48, ge=4, le=512, description="Most tokens per answer.")
+    constrained: bool = Field(True, description=(
+        "Constrained decoding: each sampled answer is masked, token by token, to the answer form (a "
+        "yes/no decision, one of the recipe's defect types, a region number in range, a one-line "
+        "description), so that no vote is invalid for its form. The parser still reads every answer."))
     seed: int | None = Field(None, description="Sampling seed (reproducible votes); None: random.")
     min_valid_fraction: float = Field(0.5, ge=0.0, le=1.0, description=(
         "Fewer parseable answers than this fraction of the votes is a judge error (fail-safe), never "

@@ -9,7 +9,9 @@ One call, :meth:`Engine.run`:
    fork of the prefix cache, with the 3-D rope positions of the whole sequence;
 3. P(defective) is read from the last position's logits: P(yes) / (P(yes) + P(no));
 4. the cache is expanded to k rows and k answers are sampled in lock-step (one forward per token for
-   all k), so the votes cost one prefill plus k-wide decode steps instead of k full calls.
+   all k), so the votes cost one prefill plus k-wide decode steps instead of k full calls; with
+   ``constrained`` each step masks the tokens that would leave the prompt's answer form
+   (:mod:`~edge_inspector.judge.vlm.constrain`), so every vote keeps the form.
 
 Every forward is preceded by a deadline check with its expected cost; a step that would end after the
 deadline raises :class:`JudgeTimeout`.
@@ -28,7 +30,7 @@ from edge_inspector.errors import JudgeTimeout
 from edge_inspector.judge.vlm.encode import Encoded, PromptEncoder, segments_key
 from edge_inspector.judge.vlm.generation import CostModel, DeadlineGuard, Generation
 from edge_inspector.judge.vlm.loading import LoadedModel
-from edge_inspector.judge.vlm.prompt import ANSWER_PREFIX, Prompt
+from edge_inspector.judge.vlm.prompt import AnswerForm, Prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,8 @@ class _Prefix:
 
 class Engine:
     def __init__(self, loaded: LoadedModel, max_pixels: dict[str, int], sampling: SamplingSettings,
-                 prefix_cache: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 prefix_cache: bool = True, clock: Callable[[], float] = time.monotonic,
+                 constrained: bool = True) -> None:
         import torch
 
         self.loaded = loaded
@@ -58,6 +61,9 @@ class Engine:
                                      max_pixels, loaded.device, loaded.dtype)
         self.sampling = sampling
         self.use_prefix_cache = prefix_cache
+        self.constrained = constrained
+        self._table = None  # TokenTable, built on the first constrained answer
+        self._constraints: dict[AnswerForm, Any] = {}
         self.clock = clock
         self.costs = CostModel()
         self.prefill_tokens_total = 0  # every token run through a prefill, prefix included
@@ -105,7 +111,8 @@ class Engine:
         texts: tuple[str, ...] = ()
         if votes > 0:
             t2 = self.clock()
-            texts = tuple(ANSWER_PREFIX + t for t in self._sample(cache, logits, next_pos, votes, guard))
+            answers = self._sample(cache, logits, next_pos, votes, guard, prompt.form, timings)
+            texts = tuple(prompt.answer_prefix + t for t in answers)
             timings["decode_ms"] = (self.clock() - t2) * 1e3
         timings["total_ms"] = (self.clock() - t0) * 1e3
         return Generation(texts=texts, p_logit=p_yes, decision_mass=mass, prefill_tokens=len(tail.ids),
@@ -163,10 +170,28 @@ class Engine:
         mass = p_yes + p_no
         return (p_yes / mass if mass > 0 else 0.5), mass
 
-    def _sample(self, cache, logits, pos: int, k: int, guard: DeadlineGuard) -> list[str]:
+    def _constraint(self, form: AnswerForm, width: int):
+        from edge_inspector.judge.vlm.constrain import FormConstraint, TokenTable
+
+        if self._table is None or self._table.width != width:
+            self._table = TokenTable(self.loaded.tokenizer, width, self.encoder.stop_ids, self.loaded.device)
+            self._constraints.clear()
+        c = self._constraints.get(form)
+        if c is None:
+            if len(self._constraints) >= 16:
+                self._constraints.clear()
+            c = self._constraints[form] = FormConstraint(form, self._table)
+        return c
+
+    def _sample(self, cache, logits, pos: int, k: int, guard: DeadlineGuard, form: AnswerForm | None,
+                timings: dict) -> list[str]:
         import torch
 
         s = self.sampling
+        t = time.perf_counter()  # the constraint's own cost (not the injected clock: the deadline's)
+        constraint = self._constraint(form, logits.shape[-1]) if form is not None and self.constrained else None
+        states = constraint.start(k) if constraint is not None else None
+        spent = time.perf_counter() - t
         if k > 1:
             cache.batch_repeat_interleave(k)  # the shared prompt's keys/values, once per vote row
         logits = logits.expand(k, -1)
@@ -174,9 +199,17 @@ class Engine:
         done = torch.zeros(k, dtype=torch.bool, device=logits.device)
         rows = []
         for step in range(s.max_new_tokens):
+            if constraint is not None:
+                t = time.perf_counter()
+                logits = constraint.apply(states, logits)
+                spent += time.perf_counter() - t
             nxt = _sample_tokens(logits, s.temperature, s.top_p, self._gen)
             nxt = torch.where(done, stop[0], nxt)
             rows.append(nxt)
+            if constraint is not None:
+                t = time.perf_counter()
+                states = constraint.advance_all(states, nxt.tolist())
+                spent += time.perf_counter() - t
             if not s.ignore_eos:
                 done |= torch.isin(nxt, stop)
             if step == s.max_new_tokens - 1 or bool(done.all()):
@@ -187,6 +220,8 @@ class Engine:
                              position_ids=torch.full((3, k, 1), pos + step, device=logits.device))
             logits = out.logits[:, -1, :].float()
             self.costs.observe("decode_step", self.clock() - t)
+        if constraint is not None:
+            timings["constrain_ms"] = spent * 1e3
         tokens = torch.stack(rows, dim=1).tolist()
         return self.encoder.decode(tokens)
 

@@ -11,7 +11,7 @@ from edge_inspector.errors import JudgeTimeout
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    texts: tuple[str, ...]  # the k sampled answers, the pre-filled answer start included
+    texts: tuple[str, ...]  # the k sampled answers, the prompt's pre-filled answer start included
     p_logit: float  # P(defective) from the decision token: P(yes) / (P(yes) + P(no))
     decision_mass: float  # P(yes) + P(no): how firmly the model keeps to the answer form
     prefill_tokens: int  # tokens run through the model for this part's prompt (not the cached prefix)

@@ -131,6 +131,7 @@ class VlmJudge(Judge):
             "calibrated": recipe.calibration is not None,
             "region": t.region if t and defective else None,
             "prefix_cache_hit": gen.prefix_hit,
+            "constrained": self.config.constrained,  # the votes were masked to the answer form
             "prefill_tokens": gen.prefill_tokens,
             "generation_ms": round(gen.timings_ms.get("total_ms", 0.0), 3),
             "timings_ms": {k: round(v, 3) for k, v in gen.timings_ms.items()},
@@ -158,7 +159,7 @@ def build(config: VlmJudgeConfig, clock: Callable[[], float] = time.monotonic, w
     engine = Engine(loaded, max_pixels={"frame": config.frame_max_pixels, "crop": config.crop_max_pixels,
                                         "reference": config.reference_max_pixels},
                     sampling=SamplingSettings(config.temperature, config.top_p, config.max_new_tokens, config.seed),
-                    prefix_cache=config.prefix_cache, clock=clock)
+                    prefix_cache=config.prefix_cache, clock=clock, constrained=config.constrained)
     judge = VlmJudge(config, engine, recipes, loaded.info.fingerprint, clock)
     if warm_up:
         try:

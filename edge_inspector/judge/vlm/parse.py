@@ -2,9 +2,15 @@
 vote (``Vote.defective is None``), never a pass.
 
 Accepted: the four-line form the prompt asks for (``defective: yes`` ...), the same as a JSON object
-(in a code fence or not), keys in any case, values quoted or not, booleans as yes/no/true/false. A
-truncated answer counts when its decision is complete. Rejected: empty text, prose, a refusal, a
-decision that is not yes/no (numbers, lists, "maybe"), two different decisions.
+(in a code fence or not, single quotes too), markdown around keys and values (``**Defect type**:``,
+``- **region:** 1``, headings), keys in any case, a key the model repeats (``defective: defective: no``,
+or the pre-filled key alone on its line with the value on the next), values quoted or not. Decisions:
+yes/true/defective/abnormal and no/false/none/nothing/normal/ok/"not defective"/"non-defective"/
+"defect-free", in any case, with trailing words or punctuation ("No.", "none found"). A defect type
+matches the taxonomy by its leading words ("Short circuit" is ``short``, "Mouse bite" ``mousebite``).
+A truncated answer counts when its decision is complete. Rejected: empty text, prose, a refusal, a
+decision that is not yes/no ("n/a", numbers, lists, "maybe"), the template echoed back ("yes or
+no"), two different decisions.
 """
 
 from __future__ import annotations
@@ -15,15 +21,18 @@ from collections.abc import Sequence
 
 from edge_inspector.envelope import Vote
 
-_TRUE = {"yes", "true", "defective", "reject"}
-_FALSE = {"no", "false", "ok", "good", "pass"}
+_TRUE = {"yes", "true", "defective", "reject", "abnormal", "anomalous"}
+_FALSE = {"no", "false", "ok", "good", "pass", "none", "nothing", "normal"}
+_NEGATED = {("not", "defective"), ("non", "defective"), ("defect", "free")}
 _NONE = {"", "none", "null", "n/a", "na", "-", "nil"}
 _KEY = {"defective": "defective", "is_defective": "defective", "defect_type": "defect_type",
         "type": "defect_type", "defect": "defect_type", "region": "region", "description": "description",
         "reason": "description"}
-_LINE = re.compile(r'^[\s*>#-]*["\']?([A-Za-z_ ]+?)["\']?\s*[:=]\s*(.*?)\s*,?\s*$', re.M)
+_LINE = re.compile(r'^[ \t*>#\-`]*["\'`]?([A-Za-z_ ]+?)["\'`*]*[ \t]*[:=][ \t]*(.*?)[ \t]*,?[ \t]*$')
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.S)
 _INT = re.compile(r"-?\d+")
+_WORD = re.compile(r"[a-z0-9]+")
+_QUOTES = "\"'`*"
 MAX_DESCRIPTION = 200
 
 
@@ -32,26 +41,38 @@ def _decision(value: object) -> bool | None:
         return value
     if not isinstance(value, str):
         return None  # numbers, lists, null: wrong type
-    words = re.findall(r"[a-z]+", value.lower())
+    words = _WORD.findall(value.lower())
     if not words:
         return None
+    if tuple(words[:2]) in _NEGATED:
+        return False
+    if len(words) > 1 and (words[1] == "or" or {words[0], words[1]} <= _TRUE | _FALSE
+                           and (words[0] in _TRUE) != (words[1] in _TRUE)):
+        return None  # the template echoed back: "yes or no", "yes/no"
     if words[0] in _TRUE:
         return True
-    if words[0] in _FALSE or words[:2] == ["not", "defective"]:
+    if words[0] in _FALSE:
         return False
     return None
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().strip("\"'`.*").lower())
+def _key(name: str) -> str | None:
+    return _KEY.get(re.sub(r"[\s\-]+", "_", name.strip().lower()))
 
 
 def _defect_type(value: object, taxonomy: Sequence[str]) -> str | None:
-    if not isinstance(value, str) or _norm(value) in _NONE:
+    if not isinstance(value, str) or value.strip().strip(_QUOTES + ".").strip().lower() in _NONE:
         return None
-    v = _norm(value)
-    for name in taxonomy:
-        if v == name or v.replace("_", "") == name.replace("_", ""):
+    words = _WORD.findall(value.lower())
+    if not words or words[0] in _NONE:
+        return None
+    # the longest name first, so that "spurious copper" is not read as "spur..."
+    for name in sorted(taxonomy, key=lambda n: (-n.count("_"), -len(n))):
+        parts = name.split("_")
+        if words[:len(parts)] == parts:
+            return name
+        joined = name.replace("_", "")
+        if any("".join(words[:j]) == joined for j in range(1, len(parts) + 2)):
             return name
     return None  # not in the taxonomy: the decision stands, the type is unknown
 
@@ -78,23 +99,41 @@ def _fields_from_json(text: str) -> dict[str, object] | None:
         return None
     if not isinstance(obj, dict):
         return None
-    return {_KEY[k.strip().lower()]: v for k, v in obj.items()
-            if isinstance(k, str) and k.strip().lower() in _KEY}
+    return {_key(k): v for k, v in obj.items() if isinstance(k, str) and _key(k)}
+
+
+def _clean(value: str, key: str) -> str:
+    value = value.strip().strip(_QUOTES).strip()
+    while (m := _LINE.match(value)) and _key(m.group(1)) == key:  # "defective: defective: no"
+        value = m.group(2).strip().strip(_QUOTES).strip()
+    return value
 
 
 def _fields_from_lines(text: str) -> tuple[dict[str, object], bool]:
-    """Key-value pairs; the flag says a key appeared twice with different values."""
+    """Key-value pairs, one a line; a key with no value takes the next line that is not a key. The
+    flag says the decision appeared twice with different values."""
     fields: dict[str, object] = {}
     conflict = False
-    for key, value in _LINE.findall(text):
-        k = _KEY.get(key.strip().lower().replace(" ", "_"))
-        if k is None:
+    pending: str | None = None
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        key = _key(m.group(1)) if m else None
+        if key is None:
+            if m is not None or not line.strip() or pending is None:
+                pending = None if m is not None else pending
+                continue
+            key, value = pending, line
+        else:
+            value = m.group(2)
+        value = _clean(value, key)
+        pending = None
+        if not value:
+            pending = key
             continue
-        value = value.strip().strip("\"'`*").strip()
-        if k in fields and fields[k] != value:
-            conflict = conflict or k == "defective"
-            continue
-        fields[k] = value
+        if key not in fields:
+            fields[key] = value
+        elif key == "defective" and _decision(fields[key]) != _decision(value):
+            conflict = True
     return fields, conflict
 
 
@@ -105,8 +144,10 @@ def parse_answer(text: str, taxonomy: Sequence[str], n_regions: int) -> Vote:
     body = fence.group(1) if fence else text
     fields = _fields_from_json(body)
     if fields is None:
-        if body.lstrip().startswith("{"):  # broken or truncated JSON: one pair per comma
-            body = body.replace("{", "\n").replace(",", "\n").replace("}", "\n")
+        start = body.find("{")
+        if start >= 0:  # broken, truncated or single-quoted JSON: one pair per comma
+            obj = body[start:].replace("{", "\n").replace(",", "\n").replace("}", "\n")
+            body = body[:start] + "\n" + obj
         fields, conflict = _fields_from_lines(body)
         if conflict:
             return Vote(defective=None, raw=raw)

@@ -8,11 +8,13 @@ A prompt is split into a *prefix*, identical for every part of a recipe (instruc
 reference images), whose key/value cache the engine computes once, and a per-part *suffix*. Both are
 sequences of text and images in Qwen's chat format; the engine expands each image into its vision
 tokens. The assistant's answer is pre-filled with ``ANSWER_PREFIX`` so that the first generated token
-is the decision (yes/no), whose probability is P(defective).
+is the decision (yes/no), whose probability is P(defective). The prompt also carries its
+:class:`AnswerForm`, the answers it allows, which the engine's constrained decoding keeps to.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,10 +40,49 @@ Segment = str | ImagePart
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerForm:
+    """The answers a prompt allows, for constrained decoding: after the pre-filled start, one of
+    ``heads`` exactly (no head is the start of another), then, when ``tail``, free text up to the end of
+    the line. The engine masks every token that would leave the form."""
+
+    heads: tuple[str, ...]
+    tail: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.heads:
+            raise ValueError("an answer form needs at least one head")
+        ordered = sorted(set(self.heads))  # a head that starts another sorts right before one that it starts
+        for a, b in zip(ordered, ordered[1:]):
+            if b.startswith(a):
+                raise ValueError(f"answer heads must be prefix-free: {a!r} starts {b!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def judge_form(taxonomy: tuple[str, ...], n_regions: int) -> AnswerForm:
+    """The judge's four-line form after ``defective:``: a decision (the variants P(defective) counts);
+    for yes, a defect type of the taxonomy and a region 1..n or none; for no, none and none; then the
+    description, one line."""
+    yes = [sp + w for w in YES_WORDS for sp in (" ", "")]
+    no = [sp + w for w in NO_WORDS for sp in (" ", "")]
+    regions = [str(r) for r in range(1, n_regions + 1)] + ["none"]
+    heads = [f"{d}\ndefect_type: {t}\nregion: {r}\ndescription:" for d in yes for t in taxonomy for r in regions]
+    heads += [f"{d}\ndefect_type: none\nregion: none\ndescription:" for d in no]
+    return AnswerForm(tuple(heads), tail=True)
+
+
+@functools.lru_cache(maxsize=64)
+def choice_form(letters: tuple[str, ...]) -> AnswerForm:
+    """A multiple-choice answer: one option letter (with or without a leading space), nothing after."""
+    return AnswerForm(tuple(sp + x for x in letters for sp in (" ", "")), tail=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     prefix: tuple[Segment, ...]  # the same for every part of the recipe: cached
     suffix: tuple[Segment, ...]  # this part: frame, crops, question, the answer's start
     n_regions: int
+    form: AnswerForm | None = None  # the answers allowed (constrained decoding); None: free text
+    answer_prefix: str = ANSWER_PREFIX  # the answer's pre-filled start (the suffix ends with it)
 
 
 def system_text(recipe: Recipe) -> str:
@@ -95,4 +136,5 @@ def build_prompt(recipe: Recipe, frame: np.ndarray, crops: Sequence[np.ndarray] 
     if crops:
         question += " The regions are the places that differ most from known-good parts."
     suffix.append(f"{question}<|im_end|>\n<|im_start|>assistant\n{ANSWER_PREFIX}")
-    return Prompt(prefix=tuple(prefix), suffix=tuple(suffix), n_regions=len(crops))
+    return Prompt(prefix=tuple(prefix), suffix=tuple(suffix), n_regions=len(crops),
+                  form=judge_form(tuple(recipe.defect_names), len(crops)))

@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from edge_inspector.synth.pcb import make_board
+from edge_inspector.synth.pcb import make_board, reference_board
 
 
 def cli(*args, timeout=120):
@@ -45,7 +45,7 @@ def test_schema_is_json_with_descriptions():
 @pytest.fixture
 def boards(tmp_path, design):
     ref = tmp_path / "ref.png"
-    cv2.imwrite(str(ref), make_board(design, 0).image)
+    cv2.imwrite(str(ref), reference_board(design).image)
     bad = make_board(design, 77, defects=["short", "open"])
     cv2.imwrite(str(tmp_path / "bad.png"), bad.image)
     cv2.imwrite(str(tmp_path / "good.jpg"), make_board(design, 78).image)
@@ -95,3 +95,57 @@ def test_status_after_a_run(station_config):
     assert status["totals"]["parts"] == 6 and len(status["last"]) == 6
     human = cli("status", "--config", str(cfg), "-n", "3").stdout
     assert "parts 6" in human and "last 3 decisions" in human
+
+
+@pytest.fixture
+def hostile(boards):
+    """A hostile PNG header, a cut JPEG with an end marker appended, a FIFO: then good parts."""
+    import os
+
+    from tests.unit.test_imageio import hostile_png
+
+    root, _ = boards
+    (root / "huge.png").write_bytes(hostile_png())
+    good = (root / "good.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(good[: len(good) // 2] + b"\xff\xd9")
+    os.mkfifo(root / "fifo.png")
+    return root
+
+
+def test_inspect_refuses_hostile_and_cut_images_by_name_and_goes_on(hostile):
+    root = hostile
+    lines = [{"id": i, "image": i, "reference": "ref.png"}
+             for i in ("huge.png", "cut.jpg", "fifo.png", "good.jpg")]
+    (root / "m.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    r = cli("inspect", "--manifest", str(root / "m.jsonl"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "cv2.error" not in r.stderr
+    out = {o["id"]: o for o in map(json.loads, r.stdout.splitlines())}
+    assert list(out) == ["huge.png", "cut.jpg", "fifo.png", "good.jpg"]
+    for bad in ("huge.png", "cut.jpg", "fifo.png"):
+        assert (out[bad]["decision"], out[bad]["reason"], out[bad]["action"]) == (
+            "NO-READ", "unreadable_frame", "REJECT"), out[bad]
+    assert "60000x60000 pixels is over the limit" in out["huge.png"]["detail"]
+    assert "truncated JPEG" in out["cut.jpg"]["detail"]
+    assert "not a regular file (a FIFO)" in out["fifo.png"]["detail"]
+    assert out["good.jpg"]["decision"] == "PASS"
+
+
+def test_a_replay_through_hostile_images_records_every_part_and_exits_0(hostile, station_config):
+    import sqlite3
+
+    replay = hostile / "replay"
+    replay.mkdir()
+    for prefix, name in zip("abcd", ("huge.png", "cut.jpg", "fifo.png", "good.jpg"), strict=True):
+        (hostile / name).rename(replay / f"{prefix}-{name}")
+    cfg = station_config(capture={"kind": "folder", "path": str(replay)},
+                         regions={"reference": str(hostile / "ref.png")})
+    r = cli("run", "--config", str(cfg), timeout=180)
+    assert r.returncode == 0, r.stderr
+    from edge_inspector.config import load_config
+
+    db = sqlite3.connect(load_config(cfg).db_path)
+    rows = db.execute("SELECT source, outcome, reason FROM inspections ORDER BY seq").fetchall()
+    assert [(s.rsplit("/", 1)[1], o, r) for s, o, r in rows] == [
+        ("a-huge.png", "NO-READ", "unreadable_frame"), ("b-cut.jpg", "NO-READ", "unreadable_frame"),
+        ("c-fifo.png", "NO-READ", "unreadable_frame"), ("d-good.jpg", "PASS", "ok")]

@@ -17,42 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from edge_inspector.envelope import Box, Frame, MapSummary, Regions
+from edge_inspector.envelope import Regions
 from edge_inspector.errors import JudgeTimeout, StartupError
-from edge_inspector.judge.vlm import VlmJudgeConfig, build
+from edge_inspector.judge.vlm import build
 from edge_inspector.judge.vlm.generation import DeadlineGuard
 from edge_inspector.judge.vlm.loading import load_model
-from edge_inspector.synth.pcb import BoardDesign, make_board
-
-SMALL = {"frame_max_pixels": 224 * 224, "crop_max_pixels": 112 * 112, "reference_max_pixels": 224 * 224}
-
-
-def config(model_dir: Path, recipe: Path, **kw) -> VlmJudgeConfig:
-    return VlmJudgeConfig(model_dir=model_dir, recipe=recipe, seed=0, device="cpu", **{**SMALL, **kw})
-
-
-def part(seed: int = 0, crops: int = 2, deadline_s: float = 30.0) -> tuple[Frame, Regions]:
-    board = make_board(BoardDesign(seed=1), seed=seed, defects=1)
-    img = board.image
-    now = time.monotonic()
-    frame = Frame(f"p-{seed}", seed, "cam", now, time.time(), now + deadline_s, img)
-    boxes = tuple(Box(10 * i, 10 * i, 10 * i + 64, 10 * i + 64, 3.0) for i in range(crops))
-    regions = Regions(score=3.0, boxes=boxes, summary=MapSummary(3.0, 0.1, 2.0, 50), model="regions:t",
-                      crops=tuple(img[b.y1:b.y2, b.x1:b.x2] for b in boxes))
-    return frame, regions
-
-
-def count_forwards(model) -> list[tuple[int, int]]:
-    """Wrap the model's forward to record (batch, new tokens) of each call."""
-    calls: list[tuple[int, int]] = []
-    original = model.forward
-
-    def forward(*args, input_ids=None, **kwargs):
-        calls.append(tuple(input_ids.shape))
-        return original(*args, input_ids=input_ids, **kwargs)
-
-    model.forward = forward
-    return calls
+from tests.integration.judge.vlm_parts import config, count_forwards, part
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +95,7 @@ def test_greedy_votes_match_transformers_generate(tiny_models, pcb_recipe):
     """With a near-zero temperature each of the k batched rows must equal transformers' own greedy
     generation on the whole prompt: the cache fork, the k-row expansion and the rope positions are right."""
     judge = build(config(tiny_models["qwen2_5_vl"], pcb_recipe, votes=3, temperature=1e-4, top_p=1.0,
-                         max_new_tokens=12), warm_up=False)
+                         max_new_tokens=12, constrained=False), warm_up=False)
     engine = judge.engine
     frame, regions = part(seed=5)
     from edge_inspector.judge.vlm.prompt import build_prompt
@@ -151,8 +121,9 @@ def test_generation_stops_before_the_deadline(tiny_models, pcb_recipe):
         now[0] += 0.005
         return now[0]
 
+    # free decoding: a constrained answer ends after its one-line description, long before 200 tokens
     judge = build(config(tiny_models["qwen2_5_vl"], pcb_recipe, votes=5, max_new_tokens=200,
-                         deadline_margin_ms=0.0), clock=clock, warm_up=False)
+                         deadline_margin_ms=0.0, constrained=False), clock=clock, warm_up=False)
     calls = count_forwards(judge.engine.model)
     frame, regions = part()
     with pytest.raises(JudgeTimeout, match="stopped"):

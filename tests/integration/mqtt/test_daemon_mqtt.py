@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
 import pytest
 
@@ -76,7 +75,9 @@ def test_results_state_stats_and_availability(broker, subscriber, daemon):
     late = subscriber(broker)
     assert wait_until(lambda: late.on("available") and late.on("state"), 5)
     assert late.on("available")[-1] == (b"offline", True) and late.on("state")[-1][1] is True
-    time.sleep(0.3)
+    # a message published now reaches the late subscriber after every retained one
+    late.client.publish(f"{BASE}/marker", b"after the retained ones", qos=1)
+    assert wait_until(lambda: late.on("marker"), 10)
     assert late.on("result") == []
 
 
@@ -195,6 +196,10 @@ def test_set_commands_pause_resume_and_bad_payloads_ignored(broker, subscriber, 
     assert wait_until(lambda: replies("status"), 10)
     status = replies("status")[0]["status"]
     assert status["paused"] and status["paused_reason"] == "changeover" and status["live"]
+    # none of them resumed the station: the parts decided after them are still paused
+    n = len(sub.results())
+    assert wait_until(lambda: len(sub.results()) >= n + 3, 20)
+    assert all(r["reason"] == "paused" for r in sub.results()[n + 1:]) and states()[-1] == "paused"
 
     pub.publish(f"{BASE}/set/resume", b"", qos=1)
     assert wait_until(lambda: states()[-1] == "running", 10)

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -109,7 +110,9 @@ def test_writes_never_wait_for_a_down_broker_and_the_drain_keeps_order(mosquitto
     assert not lk.publisher.connected.is_set()
     assert lk.outbox.pending == 300
     times.sort()
-    assert times[150] < 0.01 and times[285] < 0.05, (times[150], times[285], times[-1])  # SQLite only
+    # SQLite only: no emit waits for the broker (a connect attempt or a publish timeout would take
+    # seconds); generous bounds, since a loaded machine makes each SQLite commit slower too
+    assert times[150] < 0.25 and times[-1] < 2.0, (times[150], times[285], times[-1])
     broker.start()
     assert wait_until(lambda: len(sub.results()) >= 300, 30), len(sub.results())
     got = [r["id"] for r in sub.results()]
@@ -186,8 +189,9 @@ def test_reject_images_are_jpeg_and_capped(broker, subscriber, link):
     v = Verdict(defective=True, p_defective=0.9, confidence=0.9, decided_by="regions", model="m")
     outputs.emit(Inspection(frame, Policy(PolicyConfig()).decide(frame, v, {"total": 1.0}), None, v))
     outputs.emit(inspection(1))  # a PASS: no image
-    assert wait_until(lambda: sub.on("reject_image"), 10)
-    assert wait_until(lambda: len(sub.results()) == 2, 10)
-    time.sleep(0.2)
-    (jpeg, retained), = sub.on("reject_image")
+    outputs.emit(inspection(3))  # a REJECT (16x16): its image comes after any image of the PASS
+    assert wait_until(lambda: len(sub.on("reject_image")) >= 2 and len(sub.results()) == 3, 10)
+    (jpeg, retained), (small, _) = sub.on("reject_image")[:2]
     assert jpeg[:2] == b"\xff\xd8" and len(jpeg) <= 8 * 1024 and not retained
+    shape = cv2.imdecode(np.frombuffer(small, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+    assert shape == (16, 16)  # the third part's: the PASS between them had none

@@ -73,10 +73,12 @@ def wait_for(cond, timeout: float = 3.0) -> None:
         time.sleep(0.002)
 
 
-def decide(link: BridgeLink, trig, action: Action) -> None:
+def decide(link: BridgeLink, trig, action: Action) -> Inspection:
     d = Decision(trig.part_id, Outcome(action.value), action, Reason.OK, "", {}, time.monotonic(),
                  False)
-    link.emit(Inspection(trig.frame(None, error="test"), d))
+    insp = Inspection(trig.frame(None, error="test"), d)
+    link.emit(insp)
+    return insp
 
 
 def pulses(sim: simmod.BridgeSim, start: int) -> list[tuple[int, int]]:
@@ -124,7 +126,7 @@ def test_daemon_turns_bridge_triggers_into_parts_and_decisions_into_pulses(
     seen: list[Inspection] = []
     original = link.emit
     link.emit = lambda insp: (seen.append(insp), original(insp))[-1]
-    runner = threading.Thread(target=station.run, kwargs={"max_parts": n, "install_signals": False})
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
     start = sim.mark()
     runner.start()
     try:
@@ -134,10 +136,12 @@ def test_daemon_turns_bridge_triggers_into_parts_and_decisions_into_pulses(
         for _ in range(n):
             edges.append(sim.part(0.01).t_us)
             time.sleep(0.15)
-        runner.join(30)
+        # the station runs until every part is decided and the bridge has reported each one
+        wait_for(lambda: station.counters.decisions == n, 60)
+        wait_for(lambda: all(link.part_result(i.frame.part_id) for i in seen), 30)
     finally:
         station.request_stop("test")
-        runner.join(10)
+        runner.join(30)
     assert not runner.is_alive()
     assert [i.frame.meta["trigger_device_seq"] for i in seen] == list(range(1, n + 1)), link.health()
     rejects = [i for i in seen if i.decision.action is Action.REJECT]
@@ -171,11 +175,12 @@ def test_a_missed_deadline_makes_the_firmware_reject_on_its_own(sim, make_link):
     assert dl_us <= 195_000  # the station's 200 ms less the margin
     assert t_before + dl_us <= on.t_us <= t_after + dl_us + 1000
     wait_for(lambda: link.part_result(trig.part_id) == "failsafe_deadline")
-    decide(link, trig, Action.PASS)  # too late: refused, nothing actuated
-    wait_for(lambda: link.part_result(trig.part_id) == "failsafe_deadline" and
-             link.counters["refused_part_failsafed"] == 1)
-    time.sleep(0.05)
-    assert len(sim.pins("REJECT", start)) == 2
+    insp = decide(link, trig, Action.PASS)  # too late: the bridge has rejected it, nothing is sent
+    gated = link.gate(insp).decision
+    assert (gated.action, gated.gate) == (Action.REJECT, "failsafe_deadline")  # what the gate did
+    assert link.part_result(trig.part_id) == "failsafe_deadline"
+    stamp = sim.time_us()  # nothing after the fail-safe's pulse, up to a later simulated time
+    assert len(sim.pins("REJECT", start)) == 2 and sim.pins("REJECT", start)[-1].t_us < stamp
 
 
 def test_a_station_that_stops_heartbeating_gets_fault_within_the_timeout(sim, make_link):
@@ -216,14 +221,16 @@ def test_corrupted_bytes_on_the_wire_cause_no_wrong_actuation(sim, make_link, tm
             decide(link, trig, action)
             decided[trig.part_id] = action
             time.sleep(0.004)
-        wait_for(lambda: all(link.part_result(k) for k in decided), 5.0)
-        time.sleep(0.05)
+        wait_for(lambda: all((link.part_result(k) or "").startswith("applied") for k in decided), 20.0)
         results = {k: link.part_result(k) for k in decided}
         for key, action in decided.items():
             assert results[key] in (f"applied_{action.lower()}", "failsafe_deadline",
                                     "refused_unknown_part"), (key, action, results[key])
         assert all(r.startswith("applied") for r in results.values())  # retransmission covered all
         rejected = sum(r in ("applied_reject", "failsafe_deadline") for r in results.values())
+        wait_for(lambda: len(pulses(sim, start)) >= rejected, 20.0)
+        t = sim.time_us()
+        wait_for(lambda: sim.time_us() > t + 1_100_000, 20.0)  # past every part's deadline
         assert len(pulses(sim, start)) == rejected  # one pulse per rejected part, none for a pass
         assert proxy.corrupted >= 5
         assert link.t.decoder.bad_frames + link.bridge.get("rx_bad_frames", 0) > 0

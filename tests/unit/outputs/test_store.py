@@ -163,3 +163,49 @@ def test_a_write_failure_skips_the_image_not_the_row(tmp_path, monkeypatch):
     s.emit(inspection())
     assert s.db[TABLE].count == 1 and s.images.skipped_disk_full == 1
     s.close()
+
+
+class FailsafeGate(Output):
+    """A PLC link whose bridge rejected the part on its own (issue 13, item 4)."""
+
+    name = "plc"
+
+    def __init__(self, fail_emit=False):
+        self.fail_emit = fail_emit
+
+    def emit(self, inspection):
+        if self.fail_emit:
+            raise RuntimeError("not armed")
+
+    def gate(self, inspection):
+        from dataclasses import replace
+
+        from edge_inspector.envelope import Action
+
+        return replace(inspection, decision=replace(inspection.decision, action=Action.REJECT,
+                                                    gate="failsafe_deadline"))
+
+
+@pytest.mark.parametrize("fail_emit", [False, True])
+def test_the_outputs_after_a_gate_record_what_the_gate_did(store, fail_emit):
+    from edge_inspector.outputs.mqtt.topics import Versions, result_payload
+
+    seen = []
+
+    class Spy(Output):
+        name = "spy"
+
+        def emit(self, inspection):
+            seen.append(inspection)
+
+    ins = inspection(Outcome.PASS)
+    Outputs([FailsafeGate(fail_emit), store, Spy()]).emit(ins)
+    row = store.db.execute(f"SELECT outcome, action, gate, reason FROM {TABLE}").fetchone()
+    assert row == ("PASS", "REJECT", "failsafe_deadline", "ok")  # the station said PASS; the gate rejected
+    payload = json.loads(result_payload(seen[0], Versions("s", "m", "c"), 0.0))
+    assert (payload["action"], payload["gate"], payload["decision"]) == ("REJECT", "failsafe_deadline", "PASS")
+
+
+def test_without_a_gate_the_row_has_no_gate(store):
+    Outputs([store]).emit(inspection(Outcome.REJECT))
+    assert store.db.execute(f"SELECT action, gate FROM {TABLE}").fetchone() == ("REJECT", None)

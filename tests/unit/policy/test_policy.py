@@ -46,3 +46,44 @@ def test_every_no_read_reason_has_a_failsafe_that_defaults_to_reject(frame, reas
 def test_an_offline_frame_never_times_out():
     frame = PartFactory(deadline_s=math.inf).trigger("cam").frame(None, error="x")
     assert Policy(PolicyConfig()).decide(frame, verdict(0.0), {}).outcome is Outcome.PASS
+
+
+NOT_PROBABILITIES = [math.nan, math.inf, -math.inf, -0.01, 1.01, 2.0]
+
+
+@pytest.mark.parametrize("p", NOT_PROBABILITIES)
+def test_a_verdict_that_is_not_a_finite_probability_is_a_judge_error_no_read(frame, p):
+    v = Verdict(defective=False, p_defective=p, confidence=0.9, decided_by="vlm", model="m")
+    d = Policy(PolicyConfig(failsafe=FailsafeConfig(judge_error=Action.REJECT))).decide(frame, v, {})
+    assert (d.outcome, d.reason, d.action) == (Outcome.NO_READ, Reason.JUDGE_ERROR, Action.REJECT)
+    assert "P(defective)" in d.detail
+
+
+@pytest.mark.parametrize("c", NOT_PROBABILITIES)
+def test_a_confidence_that_is_not_a_finite_probability_is_a_no_read(frame, c):
+    v = Verdict(defective=False, p_defective=0.1, confidence=c, decided_by="vlm", model="m")
+    d = Policy(PolicyConfig(min_confidence=0.8)).decide(frame, v, {})
+    assert (d.outcome, d.reason, d.action) == (Outcome.NO_READ, Reason.JUDGE_ERROR, Action.REJECT)
+    assert "confidence" in d.detail
+
+
+@pytest.mark.parametrize("bad", [None, "0.1", 0.1, object(), {"p_defective": 0.1}])
+def test_something_that_is_not_a_verdict_is_a_no_read(frame, bad):
+    d = Policy(PolicyConfig()).decide(frame, bad, {})
+    assert (d.outcome, d.reason, d.action) == (Outcome.NO_READ, Reason.JUDGE_ERROR, Action.REJECT)
+    assert type(bad).__name__ in d.detail
+
+
+@pytest.mark.parametrize("p", ["0.1", None, True, 1j])
+def test_a_verdict_whose_probability_is_not_a_number_is_a_no_read(frame, p):
+    v = Verdict(defective=False, p_defective=p, confidence=0.9, decided_by="vlm", model="m")
+    d = Policy(PolicyConfig()).decide(frame, v, {})
+    assert (d.outcome, d.reason) == (Outcome.NO_READ, Reason.JUDGE_ERROR)
+
+
+def test_numpy_floats_are_probabilities_too(frame):
+    import numpy as np
+
+    v = Verdict(defective=True, p_defective=np.float32(0.9), confidence=np.float64(0.9),
+                decided_by="vlm", model="m")
+    assert Policy(PolicyConfig()).decide(frame, v, {}).outcome is Outcome.REJECT

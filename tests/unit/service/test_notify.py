@@ -107,31 +107,36 @@ def test_service_pings_only_while_healthy_and_says_stopping(dgram):
     svc.start()
     got = []
 
-    def collect(seconds):
-        end = time.monotonic() + seconds
+    def collect(seconds=0.0, until=None, timeout=30.0):
+        """Gather datagrams for ``seconds``, or until ``until(got)`` holds (at most ``timeout``)."""
+        end = time.monotonic() + (seconds if until is None else timeout)
         sock.settimeout(0.05)
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (until and until(got)):
             try:
                 got.append(sock.recv(4096).decode())
             except TimeoutError:
                 pass
+        assert until is None or until(got), got
 
-    collect(0.2)
+    collect(0.2)  # a window: nothing may come before the station is up
     assert not any("READY=1" in m or "WATCHDOG=1" in m for m in got)  # not before the station is up
     st.ready.set()
-    collect(0.6)
-    assert any("READY=1" in m for m in got) and sum("WATCHDOG=1" in m for m in got) >= 3
+    collect(until=lambda g: any("READY=1" in m for m in g) and sum("WATCHDOG=1" in m for m in g) >= 3)
     got.clear()
-    st.inspector.judge.busy_for_s = 5.0  # a judge call that hangs
-    collect(0.4)
-    assert any("STATUS=stuck" in m for m in got)
+    judge, hung_at = st.inspector.judge, time.monotonic() - 5.0
+
+    class Hung:  # a judge call that hangs, for ever longer: the status line changes every tick
+        busy_for_s = property(lambda self: time.monotonic() - hung_at)
+
+    st.inspector.judge = Hung()
+    collect(until=lambda g: sum("STATUS=stuck" in m for m in g) >= 3)  # three status periods on
     later = got[[i for i, m in enumerate(got) if "STATUS=stuck" in m][0] + 1:]
     assert not any("WATCHDOG=1" in m for m in later)
-    st.inspector.judge.busy_for_s = 0.0
+    st.inspector.judge = judge
+    judge.busy_for_s = 0.0
     got.clear()
-    collect(0.3)
-    assert any("WATCHDOG=1" in m for m in got)  # recovered: pings again
+    collect(until=lambda g: any("WATCHDOG=1" in m for m in g))  # recovered: pings again
     st.stop.set()
-    collect(0.2)
+    collect(until=lambda g: any("STOPPING=1" in m for m in g))
     svc.stop()
     assert any("STOPPING=1" in m for m in got)

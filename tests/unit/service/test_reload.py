@@ -97,3 +97,17 @@ def test_restart_only_sections_are_kept_and_named(station_config):
     assert changed == ["capture", "pipeline.queue_size"]
     assert cfg.capture == old.capture and cfg.pipeline.queue_size == old.pipeline.queue_size
     assert cfg.policy.deadline_ms == 500
+
+
+def test_a_file_that_is_not_utf8_is_refused_and_the_reload_service_lives_on(built):
+    st, rl, path = built
+    good = path.read_bytes()
+    path.write_bytes(b"policy:\n  deadline_ms: \xff\xfe\n")
+    assert rl.request("SIGHUP")
+    from tests.helpers import wait_until
+
+    assert wait_until(lambda: rl.status()["state"] == "refused", 30)
+    assert "not UTF-8" in rl.status()["error"] and rl.running
+    path.write_bytes(good.replace(b"level: warning", b"level: error"))
+    assert rl.request("SIGHUP") and wait_until(lambda: rl.status()["state"] == "applied", 30)
+    assert st.cfg.logging.level == "error"

@@ -61,6 +61,7 @@ def test_a_defective_verdict(recipe_path):
     d = v.details
     assert (d["valid_votes"], d["invalid_votes"], d["vote_share"]) == (4, 1, 0.75)
     assert d["p_logit"] == 0.9 and d["region"] == 1 and d["generation_ms"] == 12.0
+    assert d["constrained"] is True  # the default: the votes were masked to the answer form
     prompt, votes, _ = engine.calls[0]
     assert votes == 5 and prompt.n_regions == 1
 
@@ -75,6 +76,14 @@ def test_too_many_invalid_votes_is_an_error_never_a_pass(recipe_path):
     judge, _ = make(recipe_path, FakeEngine([NO, NO, "I'm sorry", "", "defective: maybe"], p_logit=0.01))
     with pytest.raises(JudgeError, match="only 2 of 5 answers"):
         judge.judge(*part()[:2], time.monotonic() + 5)
+
+
+def test_the_demo_answer_defective_none_is_a_pass_not_a_judge_error(recipe_path):
+    """The tiny AWQ model in the demo answered this five times; it made 5 of 6 parts NO-READ."""
+    none = "defective: none\ndefect_type: none\nregion: none\ndescription: the part looks like the reference"
+    judge, _ = make(recipe_path, FakeEngine([none] * 5, p_logit=0.2))
+    v = judge.judge(*part()[:2], time.monotonic() + 5)
+    assert not v.defective and (v.details["valid_votes"], v.details["vote_share"]) == (5, 0.0)
 
 
 def test_votes_zero_rests_on_the_logits(recipe_path):

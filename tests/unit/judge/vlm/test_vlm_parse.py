@@ -87,3 +87,80 @@ def test_json_region_types():
 def test_description_is_bounded():
     v = parse("defective: yes\ndescription: " + "x" * 1000)
     assert len(v.description) == MAX_DESCRIPTION
+
+
+# -- what real Qwen answers look like (issue 14: "defective: none" made 5 of 6 demo parts NO-READ) --
+
+@pytest.mark.parametrize("text", [
+    "defective: none\ndefect_type: none\nregion: none\ndescription: the part looks like the reference",
+    "defective: None",
+    "defective: None.",
+    "defective: none found",
+    "defective: nothing",
+    "defective: No.",
+    "defective: **No**",
+    "defective: no defects found",
+    "defective: non-defective",
+    "defective: Non defective",
+    "defective: defect-free",
+    "defective: normal",
+    'defective: {"defective": "None"}',
+    '```json\n{"Defective": "none", "defect_type": null}\n```',
+    "**Defective**: No\n**Defect type**: None",
+])
+def test_a_decision_of_none_or_its_siblings_is_a_pass(text):
+    v = parse(text)
+    assert v.defective is False and v.valid
+    assert (v.defect_type, v.region) == (None, None)
+
+
+@pytest.mark.parametrize("text", [
+    "**Defective**: Yes\n**Defect type**: Short\n**Region**: 1",
+    "- **defective:** yes\n- **defect_type:** short\n- **region:** 1",
+    "defective: Yes\n\n**Defect type:** Short\n\n**Region:** 1",
+    "### Defective: YES\n### Defect_Type: SHORT\n### Region: 1",
+    "defective: yes\ndefect_type: Short circuit\nregion: Region 1",
+    "defective: yes\nDefect Type: short (a copper bridge)\nregion: #1",
+    "defective: yes\ndefect_type: `short`.\nregion: `1`",
+    "defective: {'defective': 'yes', 'defect_type': 'short', 'region': 1}",
+    'defective: "yes"\n"defect_type": "short",\n"region": "1"',
+])
+def test_markdown_and_json_ish_forms(text):
+    v = parse(text)
+    assert (v.defective, v.defect_type, v.region) == (True, "short", 1)
+
+
+def test_the_longest_taxonomy_name_wins():
+    assert parse("defective: yes\ndefect_type: spurious copper").defect_type == "spurious_copper"
+    assert parse("defective: yes\ndefect_type: spur (a sliver)").defect_type == "spur"
+    assert parse("defective: yes\ndefect_type: shortage").defect_type is None  # a word, not a prefix
+
+
+@pytest.mark.parametrize("text", [
+    "defective:\ndefective: no\ndefect_type: none",  # the model repeats the pre-filled key
+    "defective: defective: no",
+    "defective: No\ndefect_type: none\ndefective: no",  # the same decision twice, spelled apart
+])
+def test_a_repeated_key_is_read_for_its_value(text):
+    assert parse(text).defective is False
+
+
+@pytest.mark.parametrize("text", ["defective:\n Yes\ndefect_type: short", "defective:\n\n**YES**"])
+def test_the_value_on_the_line_after_the_pre_filled_key(text):
+    assert parse(text).defective is True
+
+
+@pytest.mark.parametrize("text", [
+    "defective: n/a",  # not a decision: invalid, not a pass
+    "defective: N/A\ndefect_type: none",
+    "defective: n",  # truncated inside "no"
+    "defective: Yes\ndefective: No.",
+    "defective: none\ndefective: yes",
+    "defective: defect",
+    "defective: yes or no",  # the prompt's template echoed back
+    "defective: yes/no",
+    "defective: [Yes/No]",
+    "defective: no or yes",
+])
+def test_still_invalid(text):
+    assert parse(text).defective is None

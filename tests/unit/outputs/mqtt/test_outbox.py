@@ -154,6 +154,7 @@ def test_the_outbox_owns_its_table_and_an_existing_v1_database_gains_it(tmp_path
     assert (tmp_path / "i.db.bak-v1").exists()
     assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "outbox" in s.db.table_names() and s.db[TABLE].count == 1
+    assert s.db.execute(f"SELECT gate FROM {TABLE}").fetchall() == [(None,)]
     s.close()
     outbox_source = __import__("inspect").getsource(store_mod)
     assert "mqtt" not in outbox_source.split('"""', 2)[2]  # the store's code knows no outbox
