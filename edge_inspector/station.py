@@ -134,7 +134,8 @@ class Station:
 
         def swap() -> None:
             worker = self.worker_thread
-            if worker is not None and not worker.is_alive() or self.stop.is_set() and worker is None:
+            ended = worker is not None and not worker.is_alive()
+            if ended or (self.stop.is_set() and worker is None):  # the loop ended, or never ran
                 stages.close()
                 applied.append(False)
                 return

@@ -159,14 +159,14 @@ def test_no_row_keeps_the_path_of_an_image_that_retention_deleted(station_config
     from tests.helpers import wait_until
 
     cfg = load_config(station_config(capture={"defect_rate": 0.9, "interval_ms": 20},
-                                     images={"max_total_mb": 0.1, "prune_every": 1},
+                                     images={"max_total_mb": 0.5, "prune_every": 1},
                                      service={"retention": {"check_disk_every_s": 0.02, "min_free_mb": 0}}))
     station = Station.build(cfg)
     retention = station.services.get("retention")
     runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
     runner.start()
     try:
-        assert wait_until(lambda: retention.images_pruned >= 3 and station.counters.decisions >= 14, 120)
+        assert wait_until(lambda: retention.images_pruned >= 3 and station.counters.decisions >= 20, 120)
     finally:
         station.request_stop("test")
         runner.join(60)
