@@ -1,0 +1,99 @@
+"""The decisions' way out to HTTP: an output at the end of the outputs, that never blocks the worker.
+
+``Feed.emit`` runs on the worker thread after the PLC link, the store and MQTT: it counts the
+decision in the metrics and appends a small event to each live-feed client's bounded buffer
+(a ``deque`` with ``maxlen``: a slow or stuck client loses its oldest events, counted), then wakes
+that client's event loop with ``call_soon_threadsafe``. Nothing here waits on a socket or a lock a
+client can hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from typing import Any
+
+import structlog
+
+from edge_inspector.api.metrics import Metrics
+from edge_inspector.envelope import Inspection
+from edge_inspector.outputs.base import Output
+
+log = structlog.get_logger(__name__)
+
+
+def event_of(inspection: Inspection) -> dict[str, Any]:
+    """What the live feed says of one decision (the page fetches the rest by part id)."""
+    d, f, r, v = inspection.decision, inspection.frame, inspection.regions, inspection.verdict
+    return {"part_id": d.part_id, "outcome": str(d.outcome), "reason": str(d.reason),
+            "action": str(d.action), "camera": f.camera, "trigger_time": f.trigger_wall,
+            "score": round(float(r.score), 4) if r else None, "boxes": len(r.boxes) if r else 0,
+            "p_defective": round(v.p_defective, 4) if v else None,
+            "decided_by": v.decided_by if v else None,
+            "t_total_ms": round(d.timings_ms.get("total", 0.0), 3)}
+
+
+class Subscriber:
+    """One live-feed client: a bounded buffer and the event loop to wake."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+        self.ready = asyncio.Event()
+        self.dropped = 0
+
+    def push(self, event: dict[str, Any]) -> bool:
+        """On the worker thread. False when the oldest event had to go."""
+        full = len(self.events) == self.events.maxlen
+        self.events.append(event)
+        if full:
+            self.dropped += 1
+        try:
+            self.loop.call_soon_threadsafe(self.ready.set)
+        except RuntimeError:  # the client's loop has closed: it is leaving
+            pass
+        return not full
+
+
+class Feed(Output):
+    """The last output: metrics and the live feed."""
+
+    name = "api_feed"
+
+    def __init__(self, metrics: Metrics, size: int = 64) -> None:
+        self.metrics = metrics
+        self.size = size
+        self._subscribers: tuple[Subscriber, ...] = ()  # replaced, never mutated: the worker reads it
+        self._lock = threading.Lock()  # held by subscribe/unsubscribe only, never by emit
+        self.sent = 0
+
+    def emit(self, inspection: Inspection) -> None:
+        self.metrics.observe(inspection)
+        subscribers = self._subscribers
+        if not subscribers:
+            return
+        event = event_of(inspection)
+        for sub in subscribers:
+            if not sub.push(event):
+                self.metrics.feed_dropped.inc()
+        self.sent += 1
+
+    def subscribe(self, loop: asyncio.AbstractEventLoop) -> Subscriber:
+        sub = Subscriber(loop, self.size)
+        with self._lock:
+            self._subscribers = (*self._subscribers, sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+        if sub.dropped:
+            log.info("feed_client_dropped_events", dropped=sub.dropped)
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+    def health(self) -> dict[str, Any]:
+        return {"name": self.name, "state": "ok", "clients": self.clients}
