@@ -7,7 +7,6 @@ route touches the worker: the feed reads its own bounded buffer (``feed.py``).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 from dataclasses import dataclass
@@ -152,20 +151,17 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get(f"{PREFIX}/feed", summary="The live decisions (server-sent events, event: decision)")
     async def feed(request: Request) -> StreamingResponse:
-        sub = ctx.feed.subscribe(asyncio.get_running_loop())
+        sub = ctx.feed.subscribe()
 
         async def events():
             try:
                 yield ": connected\n\n"
-                while not await request.is_disconnected():
-                    try:
-                        await asyncio.wait_for(sub.ready.wait(), HEARTBEAT_S)
-                    except TimeoutError:
+                while not sub.closed and not await request.is_disconnected():
+                    batch = await sub.next_batch(HEARTBEAT_S)
+                    if not batch:
                         yield ": keep-alive\n\n"
-                        continue
-                    sub.ready.clear()
-                    while sub.events:
-                        yield f"event: decision\ndata: {json.dumps(sub.events.popleft())}\n\n"
+                    for event in batch:
+                        yield f"event: decision\ndata: {json.dumps(event)}\n\n"
             finally:
                 ctx.feed.unsubscribe(sub)
 

@@ -89,6 +89,7 @@ class ApiService(Service):
             self._server.run(sockets=[self._sock])
 
     def wake(self) -> None:
+        self.feed.close_streams()
         if self._server is not None:
             self._server.should_exit = True
 

@@ -164,3 +164,23 @@ def test_with_a_token_every_route_wants_it(station_config, monkeypatch):
     finally:
         running.station.request_stop("test")
         thread.join(60)
+
+
+def test_stopping_ends_an_open_feed_cleanly(station_config):
+    from tests.integration.api.conftest import start
+
+    running, thread = start(station_config(api={"enabled": True, "port": 0}))
+    host, port = running.url.removeprefix("http://").split(":")
+    client = socket.create_connection((host, int(port)), timeout=30)
+    client.sendall(b"GET /api/v1/feed HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        assert wait_until(lambda: running.station.outputs.outputs[-1].clients == 1, 30)
+        running.station.request_stop("test")
+        data = b""
+        while chunk := client.recv(65536):
+            data += chunk
+        assert data.endswith(b"0\r\n\r\n")  # the stream's last chunk: it ended, it was not cancelled
+    finally:
+        client.close()
+        thread.join(60)
+    assert not thread.is_alive()

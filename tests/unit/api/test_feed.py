@@ -26,19 +26,17 @@ def no_read() -> Inspection:
 def test_a_client_whose_loop_never_runs_keeps_only_the_newest_and_the_loss_is_counted():
     metrics = Metrics()
     feed = Feed(metrics, size=4)
-    loop = asyncio.new_event_loop()  # never run: a stuck client
-    try:
-        sub = feed.subscribe(loop)
-        parts = [no_read() for _ in range(10)]
-        for p in parts:
-            feed.emit(p)
-        assert [e["part_id"] for e in sub.events] == [p.decision.part_id for p in parts[-4:]]
-        assert sub.dropped == 6 and metrics.feed_dropped._value.get() == 6
-        feed.unsubscribe(sub)
-        assert feed.clients == 0
-    finally:
-        loop.close()
-    feed.emit(no_read())  # the loop is closed and gone: still no error for the worker
+    sub = feed.subscribe()  # never reads: a stuck client
+    parts = [no_read() for _ in range(10)]
+    for p in parts:
+        feed.emit(p)
+    assert [e["part_id"] for e in sub.events] == [p.decision.part_id for p in parts[-4:]]
+    assert sub.dropped == 6 and metrics.feed_dropped._value.get() == 6
+    got = asyncio.run(sub.next_batch(1.0))  # the client's loop, when it reads, gets the newest four
+    assert [e["part_id"] for e in got] == [p.decision.part_id for p in parts[-4:]] and not sub.events
+    feed.unsubscribe(sub)
+    assert feed.clients == 0
+    feed.emit(no_read())
 
 
 def test_metrics_count_decisions_stage_times_and_votes():
