@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from edge_inspector.api.config import ApiConfig
 from edge_inspector.capture.basler import BaslerSourceConfig
 from edge_inspector.capture.demo import DemoSourceConfig
 from edge_inspector.capture.folder import FolderSourceConfig
@@ -85,6 +86,8 @@ class Config(ConfigModel):
                                    "watchdog, retention (the daemon under systemd).")
     plc: PlcConfig = Field(default_factory=NoPlcConfig, description="The link to the line's PLC: "
                            "bridge (firmware bridge on serial), modbus_rtu or none.")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="The HTTP API, Prometheus metrics "
+                           "and the local page; loopback by default.")
 
     @model_validator(mode="before")
     @classmethod

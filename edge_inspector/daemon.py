@@ -4,8 +4,8 @@
     store -> PLC link -> outputs -> Station (station.py) -> command table -> services
 
 The services, in start order: ``plc`` (first: it arms every part at its trigger), ``mqtt``,
-``retention``, ``reload``, ``control`` (the socket, when enabled), ``systemd`` (last: READY=1 goes out
-when everything else is up). They are stopped in the reverse order, after the worker has drained.
+``retention``, ``reload``, ``control`` (the socket, when enabled), ``api`` (HTTP, when enabled),
+``systemd`` (last: READY=1 goes out when everything else is up). They are stopped in the reverse order, after the worker has drained.
 Nothing below this module imports it: each part is handed what it needs.
 """
 
@@ -71,7 +71,13 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
     try:
         plc = build_plc(cfg, getattr(source, "triggers", None))  # None without a PLC link
         owned = [store, mqtt.output] if mqtt else [store]
-        outputs = Outputs(([plc] if plc else []) + owned, owned=owned)  # the PLC link: its service's
+        feed = None
+        if cfg.api.enabled:  # last: metrics and the live feed see what the gate did and the store kept
+            from edge_inspector.api.service import build_feed
+
+            feed = build_feed(cfg.api)
+        outputs = Outputs(([plc] if plc else []) + owned + ([feed] if feed else []),
+                          owned=owned)  # the PLC link: its service's
         station = cls(stages, source, outputs, triggers)
         reloader = Reloader(config_path, overrides, load_config, build_stages, station.install,
                             lambda: station.cfg)
@@ -88,6 +94,10 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
         station.services.add(reloader)
         if s.control.enabled:
             station.services.add(ControlServer(control_socket_path(cfg), station.dispatcher, s.control.group))
+        if feed is not None:
+            from edge_inspector.api.service import ApiService
+
+            station.services.add(ApiService(cfg.api, station, feed, build_stages))
         station.services.add(SystemdNotifier(station, s.watchdog.stuck_after_s, s.watchdog.status_every_s))
         return station
     except BaseException:

@@ -11,6 +11,8 @@ PACKAGES=(
   mosquitto  # MQTT broker: tests/integration/mqtt start their own on a free loopback port
   # the PLC bridge: its firmware (AVR toolchain) and the simavr harness the tests run it in
   gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1
+  # the local page's test drives Debian's headless Chromium through Selenium (tests/integration/api)
+  chromium chromium-driver
 )
 
 missing=()

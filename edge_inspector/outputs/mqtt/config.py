@@ -7,6 +7,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from edge_inspector.config_base import ConfigModel, ConfigPath, SecretRef
+from edge_inspector.outputs.mqtt.ha_discovery import HomeAssistantConfig
 
 _RECIPE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -59,6 +60,8 @@ class MqttConfig(ConfigModel):
                                      "is scaled down until it fits; one that never fits is skipped.")
     command_max_bytes: int = Field(256, ge=16, le=65536, description="Payloads on .../set/<name> larger "
                                    "than this are ignored (and logged).")
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description=(
+        "Home Assistant MQTT discovery (opt-in): the station's entities appear in Home Assistant."))
     recipes: dict[str, ConfigPath] = Field(default_factory=dict, description=(
         "The recipes .../set/recipe may switch to: name -> recipe file (the VLM judge's judge.recipe). "
         "Empty: recipe switching over MQTT is off."))

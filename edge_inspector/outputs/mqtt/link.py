@@ -69,4 +69,8 @@ def build_mqtt(cfg: Any, versions: Callable[[], Versions]) -> MqttLink:
     outbox = Outbox(topics.result, versions, m.outbox_max_rows)
     publisher = MqttPublisher(m, cfg.db_path, cfg.station.data_dir, topics, outbox, versions, password,
                               client_name=cfg.station.name)
+    from edge_inspector.outputs.mqtt.ha_discovery import discovery_messages
+
+    publisher.retained_on_connect = discovery_messages(m.home_assistant, topics, cfg.station.name,
+                                                        plc=cfg.plc.kind != "none")
     return MqttLink(outbox, MqttOutput(publisher), publisher)

@@ -83,6 +83,7 @@ class MqttPublisher(Service):
         self._state_dirty = True
         self._client: mqtt.Client | None = None
         self._conn: sqlite3.Connection | None = None
+        self.retained_on_connect: list[tuple[str, bytes]] = []  # Home Assistant discovery configs
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -164,6 +165,8 @@ class MqttPublisher(Service):
         self.counts["connects"] += 1
         client.subscribe(self.topics.set_filter, qos=1)
         client.publish(self.topics.available, "online", qos=1, retain=True)
+        for topic, payload in self.retained_on_connect:
+            client.publish(topic, payload, qos=1, retain=True)
         self._state_dirty = True
         self.connected.set()
         self._wake.set()
