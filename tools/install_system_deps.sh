@@ -11,6 +11,8 @@ PACKAGES=(
   mosquitto  # MQTT broker: tests/integration/mqtt start their own on a free loopback port
   # the PLC bridge: its firmware (AVR toolchain) and the simavr harness the tests run it in
   gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1
+  # the remote judge's test server: llama.cpp's llama-server, built by tools/build_llama_server.sh
+  cmake ninja-build g++
 )
 
 missing=()
