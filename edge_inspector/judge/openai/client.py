@@ -137,15 +137,20 @@ def _decision_top(choice: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def to_generation(obj: dict[str, Any], answer_prefix: str, votes: int, elapsed_s: float) -> Generation:
-    """The server's chat completion as the engine's Generation. The texts get the pre-filled answer
-    start put back (the parser expects it). Raises JudgeError when it is not a chat completion."""
+    """The server's chat completion as the engine's Generation. The texts start with the pre-filled
+    answer start (the parser expects it), put back where the server left it out. Raises JudgeError when it is not a chat completion."""
     choices = obj.get("choices")
     if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
         raise JudgeError(f"the judge server's answer has no choices: {json.dumps(obj)[:120]}")
     texts = []
     for c in choices:
         content = (c.get("message") or {}).get("content") if isinstance(c.get("message"), dict) else None
-        texts.append(answer_prefix + content if isinstance(content, str) else "")  # no text: an invalid vote
+        if not isinstance(content, str):
+            texts.append("")  # no text: an invalid vote
+        elif content.lstrip().startswith(answer_prefix):
+            texts.append(content)  # llama-server returns the continued message whole, vLLM only what follows
+        else:
+            texts.append(answer_prefix + content)
     p, mass = decision_probability(_decision_top(choices[0]))
     usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
     details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}

@@ -39,6 +39,8 @@ def test_choices_become_votes_with_the_answer_start_put_back():
     gen = to_generation(obj, "defective:", votes=2, elapsed_s=0.01)
     assert gen.texts[0].startswith("defective: no") and len(gen.texts) == 2
     assert gen.p_logit == pytest.approx(0.1) and gen.prefix_hit and gen.prefill_tokens == 20
+    whole = to_generation({"choices": [_choice("defective: no")]}, "defective:", votes=1, elapsed_s=0.0)
+    assert whole.texts == ("defective: no",)  # a server that returns the continued message whole
 
 
 @pytest.mark.parametrize("obj", [{}, {"choices": []}, {"choices": "no"}, {"choices": [1, 2]},
