@@ -129,3 +129,15 @@ def test_a_server_that_went_down_is_the_fail_safe_reason_at_once(start_server, t
     assert not isinstance(info.value, JudgeTimeout)
     assert time.monotonic() - t0 < 10.0  # refused at once, far from the 30 s deadline
     judge.close()
+
+
+def test_the_fixed_part_first_lets_the_server_reuse_its_cache(llama_server):
+    judge = _judge(llama_server, votes=2)
+    recipe, refs = judge.recipes.recipe, judge.recipes.references
+    frame, regions = _part()
+    guard = DeadlineGuard(time.monotonic() + 30.0)
+    one = _text_only(vlm_judge.build_prompt(recipe, frame.image, regions.crops, regions.boxes, refs))
+    two = _text_only(vlm_judge.build_prompt(recipe, frame.image, regions.crops * 2, regions.boxes * 2, refs))
+    judge.engine.run(one, 2, guard)
+    gen = judge.engine.run(two, 2, guard)  # another part: the same fixed part, another question
+    assert gen.prefix_hit and 0 < gen.prefill_tokens < 200  # only the part after the fixed prefix
