@@ -6,7 +6,7 @@
 #     tools/build_llama_server.sh [OUT]        # OUT defaults to build/llama-server
 #
 # Idempotent: each step leaves its result under OUT and is skipped when the result is there. Prints the
-# two paths the tests need, `server=...` and `model=...`, on its last two lines.
+# paths the tests need, `server=...`, `model=...` and `mmproj=...`, on its last three lines.
 # Needs cmake, ninja and g++ (tools/install_system_deps.sh). JOBS (default 2) sets the build's -j.
 set -euo pipefail
 
@@ -21,8 +21,11 @@ SRC="$OUT/llama-cpp-python-$VERSION"
 LLAMA="$SRC/vendor/llama.cpp"
 SERVER="$OUT/bin/llama-server"
 PYDEPS="$OUT/pydeps"
-HF="$OUT/tiny-qwen2_5_vl"
-GGUF="$OUT/tiny-qwen2_5_vl.gguf"
+# the tiny Qwen2.5-VL with a vision tower of depth 3: the converter maps the merger's blocks only below
+# the depth, so the tiny models' depth 2 does not convert to an mmproj
+HF="$OUT/tiny-qwen2_5_vl-vd3"
+GGUF="$OUT/tiny-qwen2_5_vl-vd3.gguf"
+MMPROJ="$OUT/tiny-qwen2_5_vl-vd3.mmproj.gguf"
 
 log() { echo "build_llama_server: $*" >&2; }
 
@@ -57,19 +60,27 @@ if [ ! -f "$GGUF" ]; then
     PYTHONPATH="$ROOT/tools" "$PY" -c "
 import sys; from pathlib import Path
 from make_tiny_models import build_tokenizer, qwen2_5_vl_config, save_vlm
-tok = build_tokenizer(); save_vlm(qwen2_5_vl_config(tok), tok, 14, Path(sys.argv[1]))" "$HF"
+tok = build_tokenizer(); cfg = qwen2_5_vl_config(tok)
+cfg.vision_config.depth, cfg.vision_config.fullatt_block_indexes = 3, [2]
+save_vlm(cfg, tok, 14, Path(sys.argv[1]))" "$HF"
   fi
-  log "converting to GGUF"
+  log "converting to GGUF (text model, then the vision tower as mmproj)"
   # a tiny trained vocabulary has no known pre-tokenizer hash; it is Qwen2's byte-level BPE
-  PYTHONPATH="$PYDEPS:$LLAMA/gguf-py:$LLAMA" "$PY" -c "
+  for what in text mmproj; do
+    dest="$GGUF"; flag=""
+    [ "$what" = mmproj ] && dest="$MMPROJ" && flag="--mmproj"
+    PYTHONPATH="$PYDEPS:$LLAMA/gguf-py:$LLAMA" "$PY" -c "
 import sys
-sys.argv = ['convert_hf_to_gguf.py', sys.argv[1], '--outfile', sys.argv[2] + '.tmp', '--outtype', 'f32']
+sys.argv = ['convert_hf_to_gguf.py', sys.argv[1], '--outfile', sys.argv[2] + '.tmp', '--outtype', 'f32'] + sys.argv[3:]
 import convert_hf_to_gguf as c
 from conversion.base import TextModel
 TextModel.get_vocab_base_pre = lambda self, tokenizer: 'qwen2'
-c.main()" "$HF" "$GGUF" >&2
+c.main()" "$HF" "$dest" $flag >&2
+  done
+  mv "$MMPROJ.tmp" "$MMPROJ"
   mv "$GGUF.tmp" "$GGUF"
 fi
 
 echo "server=$SERVER"
 echo "model=$GGUF"
+echo "mmproj=$MMPROJ"

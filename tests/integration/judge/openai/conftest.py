@@ -1,5 +1,5 @@
 """A real OpenAI-compatible server for the remote judge's tests: llama.cpp's ``llama-server``, built
-from the llama-cpp-python sdist with the tiny Qwen2.5-VL's text model as GGUF by
+from the llama-cpp-python sdist with the tiny Qwen2.5-VL (depth-3 vision tower) as GGUF and mmproj by
 tools/build_llama_server.sh (cached under build/llama-server; ``make test`` runs it first). Each
 server listens on a free loopback port; the fixtures stop it. A build that fails fails the tests."""
 
@@ -33,7 +33,7 @@ def llama_build() -> dict[str, Path]:
     if out.returncode != 0:
         pytest.fail(f"tools/build_llama_server.sh failed ({out.returncode}):\n{out.stderr[-3000:]}")
     paths = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return {"server": Path(paths["server"]), "model": Path(paths["model"])}
+    return {k: Path(paths[k]) for k in ("server", "model", "mmproj")}
 
 
 def _free_port() -> int:
@@ -45,13 +45,16 @@ def _free_port() -> int:
 class LlamaServer:
     """One llama-server process on a free loopback port."""
 
-    def __init__(self, build: dict[str, Path], log_dir: Path, *extra: str, ctx: int = 16384, slots: int = 8):
+    def __init__(self, build: dict[str, Path], log_dir: Path, *extra: str, ctx: int = 16384, slots: int = 8,
+                 vision: bool = True):
         # the n answers of one request each take a slot (llama-server waits for n free slots)
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log = log_dir / f"llama-server-{self.port}.log"
         cmd = [str(build["server"]), "-m", str(build["model"]), "--host", "127.0.0.1", "--port", str(self.port),
                "-c", str(ctx), "-np", str(slots), "-t", "2", *extra]
+        if vision:  # the tiny vision tower: images reach the model
+            cmd += ["--mmproj", str(build["mmproj"])]
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT)
         self._wait_healthy(60.0)

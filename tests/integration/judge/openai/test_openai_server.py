@@ -1,7 +1,7 @@
 """The remote judge against a real OpenAI-compatible server (llama.cpp's llama-server on the tiny
-Qwen2.5-VL's text model, see conftest.py). The tiny GGUF has no vision tower: the requests that
-reach the model are text-only (the prompt's images left out); an image request shows what the
-station does when the server refuses a request."""
+Qwen2.5-VL with its vision tower as mmproj, see conftest.py). Some tests leave the prompt's images
+out (text-only prompts) where the images do not matter; a server started without the vision tower
+shows what the station does when the server refuses a request."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_p_defective_from_the_decision_token_logprobs_is_a_probability(llama_ser
     assert 0.0 < gen.decision_mass <= 1.0
 
 
-def test_a_full_verdict_from_the_server(llama_server, text_only):
+def test_a_full_verdict_from_the_server_with_images(llama_server):
     judge = _judge(llama_server, votes=5)
     frame, regions = _part()
     try:
@@ -96,11 +96,11 @@ def test_garbage_answers_are_invalid_votes_never_a_pass(llama_server, text_only)
         judge.judge(frame, regions, frame.deadline_mono)
 
 
-def test_a_request_the_server_refuses_is_a_judge_error_with_its_reason(llama_server):
-    judge = _judge(llama_server, votes=2)  # with the frame's image: this server has no vision tower
+def test_a_request_the_server_refuses_is_a_judge_error_with_its_reason(start_server):
+    judge = _judge(start_server(vision=False), votes=2)  # images to a server without a vision tower
     frame, regions = _part()
     t0 = time.monotonic()
-    with pytest.raises(JudgeError, match="answered HTTP") as info:
+    with pytest.raises(JudgeError, match="answered HTTP 5.*image") as info:
         judge.judge(frame, regions, frame.deadline_mono)
     assert not isinstance(info.value, JudgeTimeout)
     assert time.monotonic() - t0 < 20.0
@@ -141,3 +141,16 @@ def test_the_fixed_part_first_lets_the_server_reuse_its_cache(llama_server):
     judge.engine.run(one, 2, guard)
     gen = judge.engine.run(two, 2, guard)  # another part: the same fixed part, another question
     assert gen.prefix_hit and 0 < gen.prefill_tokens < 200  # only the part after the fixed prefix
+
+
+
+def test_the_cache_serves_the_fixed_part_with_its_reference_image(llama_server):
+    judge = _judge(llama_server, votes=2)
+    recipe, refs = judge.recipes.recipe, judge.recipes.references
+    assert refs  # the recipe's reference image is in the fixed part
+    guard = DeadlineGuard(time.monotonic() + 30.0)
+    frames = [np.full((64, 64), v, np.uint8) for v in (100, 160)]  # two parts: two different frames
+    gens = [judge.engine.run(vlm_judge.build_prompt(recipe, f, (), (), refs), 2, guard) for f in frames]
+    # the second part runs only its frame and question (the whole prompt is about 1000 tokens)
+    assert gens[1].prefix_hit and 0 < gens[1].prefill_tokens < 400
+    assert all(len(g.texts) == 2 for g in gens)
