@@ -46,6 +46,7 @@ firmware: system-deps
 	$(MAKE) -C firmware_bridge all sim
 
 test: $(STAMP) system-deps firmware
+	PYTHON=$(abspath $(BIN)/python) tools/build_llama_server.sh >/dev/null  # the remote judge's test server
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -22,6 +22,7 @@ from edge_inspector.capture.opencv import OpenCVSourceConfig
 from edge_inspector.config_base import ConfigModel, ConfigPath
 from edge_inspector.errors import ConfigError
 from edge_inspector.judge.anomaly import AnomalyJudgeConfig
+from edge_inspector.judge.openai.config import OpenAIJudgeConfig
 from edge_inspector.judge.vlm.config import VlmJudgeConfig
 from edge_inspector.outputs.images import RejectImagesConfig
 from edge_inspector.outputs.mqtt.config import MqttConfig
@@ -34,7 +35,7 @@ from edge_inspector.service.config import ServiceConfig
 CaptureConfig = Annotated[FolderSourceConfig | DemoSourceConfig | BaslerSourceConfig | OpenCVSourceConfig,
                           Field(discriminator="kind")]
 RegionsConfig = Annotated[VariationConfig | TextureConfig, Field(discriminator="kind")]
-JudgeConfig = Annotated[AnomalyJudgeConfig | VlmJudgeConfig, Field(discriminator="kind")]
+JudgeConfig = Annotated[AnomalyJudgeConfig | VlmJudgeConfig | OpenAIJudgeConfig, Field(discriminator="kind")]
 
 
 class StationConfig(ConfigModel):

@@ -13,6 +13,8 @@ PACKAGES=(
   gcc-avr avr-libc binutils-avr simavr libsimavr-dev libsimavrparts1
   # the local page's test drives Debian's headless Chromium through Selenium (tests/integration/api)
   chromium chromium-driver
+  # the remote judge's test server: llama.cpp's llama-server, built by tools/build_llama_server.sh
+  cmake ninja-build g++
 )
 
 missing=()

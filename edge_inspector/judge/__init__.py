@@ -14,4 +14,8 @@ def build_judge(cfg, regions_threshold: float) -> Judge:
         from edge_inspector.judge.vlm import build
 
         return build(cfg)
+    if cfg.kind == "openai":
+        from edge_inspector.judge.openai import build as build_openai
+
+        return build_openai(cfg)
     raise ValueError(f"unknown judge kind {cfg.kind!r}")

@@ -1,0 +1,118 @@
+"""From the judge's prompt (edge_inspector.judge.vlm.prompt, in Qwen's chat format) to the messages of
+an OpenAI chat completion request, and the request body.
+
+The order is the prompt's: the fixed part (system text with the recipe, the reference images) first,
+then the frame, the crops and the question, so that the server's prefix cache serves the fixed part
+for every part. The answer's start (``defective:``) becomes a final assistant message the model
+continues.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_inspector.judge.vlm.prompt import ImagePart, Prompt, Segment
+
+_MARK = re.compile(r"<\|im_start\|>(\w+)\n|<\|im_end\|>\n?")
+
+
+def fit_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Resize (aspect kept, area interpolation) to at most ``max_pixels``; smaller images unchanged."""
+    h, w = image.shape[:2]
+    if h * w <= max_pixels:
+        return image
+    s = (max_pixels / (h * w)) ** 0.5
+    return cv2.resize(image, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+
+
+class ImageEncoder:
+    """Images as PNG data URLs (lossless: the defects are small). The last few encodings are kept,
+    keyed by content, so that the recipe's reference images are encoded once."""
+
+    def __init__(self, max_pixels: dict[str, int], keep: int = 8) -> None:
+        self.max_pixels = max_pixels
+        self.keep = keep
+        self._cache: dict[str, str] = {}
+
+    def url(self, part: ImagePart) -> str:
+        img = np.ascontiguousarray(part.image)
+        key = hashlib.sha1(f"{part.role}:{img.shape}:{img.dtype}".encode() + img.data).hexdigest()
+        if (hit := self._cache.get(key)) is not None:
+            return hit
+        ok, png = cv2.imencode(".png", fit_pixels(img, self.max_pixels[part.role]))
+        if not ok:
+            raise ValueError(f"could not encode a {part.role} image of shape {img.shape} as PNG")
+        url = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+        if len(self._cache) >= self.keep:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = url
+        return url
+
+
+def to_messages(segments: Sequence[Segment], encode_image) -> list[dict[str, Any]]:
+    """Split Qwen chat-format segments into OpenAI messages. Text outside any turn is dropped; a turn
+    left open at the end (the pre-filled answer) becomes the last message."""
+    messages: list[dict[str, Any]] = []
+    role: str | None = None
+    parts: list[dict[str, Any]] = []
+
+    def close() -> None:
+        nonlocal parts
+        if role is not None and parts:
+            if all(p["type"] == "text" for p in parts):
+                messages.append({"role": role, "content": "".join(p["text"] for p in parts)})
+            else:
+                messages.append({"role": role, "content": parts})
+        parts = []
+
+    def text(chunk: str) -> None:
+        if role is None or not chunk:
+            return
+        if parts and parts[-1]["type"] == "text":
+            parts[-1]["text"] += chunk
+        else:
+            parts.append({"type": "text", "text": chunk})
+
+    for seg in segments:
+        if isinstance(seg, ImagePart):
+            if role is not None:
+                parts.append({"type": "image_url", "image_url": {"url": encode_image(seg)}})
+            continue
+        pos = 0
+        for m in _MARK.finditer(seg):
+            text(seg[pos:m.start()])
+            pos = m.end()
+            close()
+            role = m.group(1)  # None for an end mark
+        text(seg[pos:])
+    close()
+    return messages
+
+
+def request_body(prompt: Prompt, encode_image, *, model: str, votes: int, temperature: float, top_p: float,
+                 max_tokens: int, top_logprobs: int, seed: int | None, prefill_answer: bool,
+                 extra: dict[str, Any]) -> dict[str, Any]:
+    """The body of one chat completion request: ``votes`` answers as ``n`` samples (one decision
+    token when ``votes`` is 0), with the decision token's log-probabilities."""
+    messages = to_messages(prompt.prefix + prompt.suffix, encode_image)
+    if not prefill_answer and messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    body: dict[str, Any] = {
+        "model": model, "messages": messages, "n": max(votes, 1),
+        "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens if votes else 1,
+        "logprobs": True, "top_logprobs": top_logprobs, "stream": False,
+    }
+    if seed is not None:
+        body["seed"] = seed
+    if prefill_answer and messages and messages[-1]["role"] == "assistant":
+        body["continue_final_message"] = True  # vLLM; llama-server continues a final assistant turn
+        body["add_generation_prompt"] = False
+    body.update(extra)
+    return body
