@@ -5,8 +5,8 @@ inspect`` all call :func:`build_stages`, so a setting such as ``pipeline.judge_g
 same everywhere. What the stages are stamped with (:class:`~edge_inspector.versions.Versions`: the
 model, the config and the recipe's content hash) is taken here, from what was loaded, once.
 
-Building may import and load large libraries (transformers, gptqmodel); whatever they print goes to
-the log, never to stdout, and their stdlib loggers are routed through structlog afterwards.
+Building may import and load large libraries (transformers, gptqmodel); whatever they print (from
+Python or from C, on file descriptor 1) goes to the log, never to stdout, and their stdlib loggers are routed through structlog afterwards.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build_stages(cfg: Config) -> Stages:
     from edge_inspector.policy import Policy
     from edge_inspector.regions import build_regions
 
-    with logs.stdout_to_log("build"):
+    with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
         regions = build_regions(cfg.regions)
         judge = build_judge(cfg.judge, regions.threshold)
     logs.adopt_library_loggers()
