@@ -32,7 +32,8 @@ def test_an_in_place_edit_refreshes_the_version_and_a_broken_one_is_logged_once(
     cv2.imwrite(str(tmp_path / "ref.png"), make_board(design, 0).image)
     board = make_board(design, 3, defects=["short"]).image
     cfg = load_config(None, ["judge.kind=vlm", f"judge.model_dir={tiny_models['qwen2_5_vl']}",
-                             f"judge.recipe={recipe}", "judge.votes=1", f"regions.reference={tmp_path / 'ref.png'}"])
+                             f"judge.recipe={recipe}", "judge.votes=1",
+                             f"regions.reference={tmp_path / 'ref.png'}"])
     stages = build_stages(cfg)
     parts = PartFactory(math.inf)
 
@@ -44,7 +45,8 @@ def test_an_in_place_edit_refreshes_the_version_and_a_broken_one_is_logged_once(
         assert stages.versions.recipe_version == first == recipe_versions(cfg.judge)[1]
         inspect()
         assert stages.versions.recipe_version == first
-        recipe.write_text(recipe.read_text().replace("rules:\n", "rules:\n  - Solder mask colour is no defect.\n"))
+        edited = recipe.read_text().replace("rules:\n", "rules:\n  - Solder mask colour is no defect.\n")
+        recipe.write_text(edited)
         assert inspect().verdict.decided_by == "vlm"
         second = digest(recipe)
         assert second != first and stages.versions.recipe_version == second  # no rebuild, no reload

@@ -26,7 +26,8 @@ def inspection(details, decided_by="vlm"):
     votes = tuple(Vote(defective=i < 3, defect_type="short" if i < 3 else None) for i in range(5))
     v = Verdict(defective=True, p_defective=0.7, confidence=0.7, decided_by=decided_by, model="m",
                 votes=votes if decided_by == "vlm" else (), details=details)
-    return Inspection(frame, Policy(PolicyConfig()).decide(frame, v, {"judge": 1.0, "total": 2.0}), regions, v)
+    decision = Policy(PolicyConfig()).decide(frame, v, {"judge": 1.0, "total": 2.0})
+    return Inspection(frame, decision, regions, v)
 
 
 def test_each_row_carries_the_judges_evidence_and_a_part_without_a_vlm_null(tmp_path):

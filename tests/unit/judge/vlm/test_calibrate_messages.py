@@ -30,7 +30,8 @@ def test_every_good_part_skipped_for_having_no_boxes_is_said_so():
 
 def test_a_class_absent_from_the_manifest_and_the_fine_case():
     parts = [part("d1", True, [Box(0, 0, 4, 4, 3.0)]), part("d2", True, [Box(0, 0, 4, 4, 3.0)])]
-    assert missing_class(parts, {}) == "calibration needs good and defective parts: the manifest has no good part"
+    assert missing_class(parts, {}) == ("calibration needs good and defective parts: the manifest has no "
+                                        "good part")
     parts.append(part("g1", False))
     assert missing_class(parts, {1: "boom"}) is None  # one defective part judged is enough to fit
     assert "all 2 defective parts of the manifest were skipped; first error: a" in missing_class(
