@@ -21,7 +21,7 @@ else
 $(error TORCH_VARIANT must be cpu or cuda, not $(TORCH_VARIANT))
 endif
 
-.PHONY: demo test venv system-deps firmware bench clean install
+.PHONY: demo demo-vlm test venv system-deps firmware bench clean install
 
 venv: $(STAMP)
 
@@ -38,6 +38,18 @@ demo: $(STAMP)
 	$(BIN)/edge-inspector demo prepare --config configs/demo.yaml
 	$(BIN)/edge-inspector run --config configs/demo.yaml --max-parts $(DEMO_PARTS)
 	$(BIN)/edge-inspector status --config configs/demo.yaml
+
+# the demo with the VLM judge: tiny random Qwen2.5-VL AWQ checkpoints built offline (no download), the
+# demo product's own recipe; `status` then shows each part's votes (their answers are random: a
+# newcomer's smoke test of the whole path, not an inspection)
+TINY_MODELS ?= var/tiny-models
+DEMO_VLM_SET := --set judge.kind=vlm --set judge.model_dir=$(TINY_MODELS)/qwen2_5_vl-awq \
+	--set judge.recipe=configs/recipes/pcb-demo.yaml --set policy.deadline_ms=30000
+demo-vlm: $(STAMP)
+	test -f $(TINY_MODELS)/qwen2_5_vl-awq/config.json || $(BIN)/python tools/make_tiny_models.py --out $(TINY_MODELS)
+	$(BIN)/edge-inspector demo prepare --config configs/demo.yaml
+	$(BIN)/edge-inspector run --config configs/demo.yaml $(DEMO_VLM_SET) --max-parts $(DEMO_PARTS)
+	$(BIN)/edge-inspector status --config configs/demo.yaml --json
 
 system-deps:
 	tools/install_system_deps.sh

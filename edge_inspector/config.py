@@ -1,7 +1,9 @@
 """The station's configuration: YAML, validated by pydantic, with ``--set dotted.key=value`` overrides.
 
 A bad config is a :class:`ConfigError` whose message names each key path and what is wrong; the CLI
-prints it and exits with status 2. Relative paths are relative to the config file's directory.
+prints it and exits with status 2. Relative paths are relative to the config file's directory (those
+given with ``--set`` to the current one); the defaults (the default recipe) live under the package's
+folder, so they hold from any directory.
 Secrets are never in the file: fields of type SecretRef take ``env:NAME`` or ``file:PATH``.
 """
 
@@ -19,7 +21,7 @@ from edge_inspector.capture.basler import BaslerSourceConfig
 from edge_inspector.capture.demo import DemoSourceConfig
 from edge_inspector.capture.folder import FolderSourceConfig
 from edge_inspector.capture.opencv import OpenCVSourceConfig
-from edge_inspector.config_base import ConfigModel, ConfigPath
+from edge_inspector.config_base import CliValue, ConfigModel, ConfigPath
 from edge_inspector.errors import ConfigError
 from edge_inspector.judge.anomaly import AnomalyJudgeConfig
 from edge_inspector.judge.openai.config import OpenAIJudgeConfig
@@ -118,6 +120,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = raw
     except RecursionError:
         raise ConfigError(f"--set {key.strip()}: the value is nested too deeply") from None
+    if isinstance(value, str):
+        value = CliValue(value)  # a path in it is relative to the current directory
     return key.strip().split("."), value
 
 

@@ -10,11 +10,27 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 
 class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+"""The folder the package sits in (the checkout): defaults such as the default recipe live under it."""
+
+
+class CliValue(str):
+    """A value given on the command line (``--set key=value``): a relative path in it is relative to
+    the current directory, as a shell user expects, not to the config file's folder."""
+
+
+def _from_cli(value: object) -> object:
+    if isinstance(value, CliValue):
+        path = Path(os.path.expanduser(str(value)))
+        return path if path.is_absolute() else Path(os.path.normpath(Path.cwd() / path))
+    return value
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -26,8 +42,9 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     return Path(os.path.normpath((Path(base) if base else Path.cwd()) / value))
 
 
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-"""A filesystem path in the config. Resolved against the config file's directory."""
+ConfigPath = Annotated[Path, BeforeValidator(_from_cli), AfterValidator(_resolve_path)]
+"""A filesystem path in the config. Resolved against the config file's directory (a ``--set`` value
+against the current one; a default given as an absolute path, under :data:`PROJECT_DIR`, stays)."""
 
 
 def _check_secret_ref(value: str) -> str:

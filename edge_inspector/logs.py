@@ -8,8 +8,9 @@
   warning`` shows the warnings and errors.
 - stdout carries a command's results only. What libraries print (gptqmodel's banner and progress
   through ``print``) while stages are built, parts inspected or the daemon runs is turned into log
-  events (:func:`stdout_to_log`); a library logger that brought its own stream handler is adopted
-  (:func:`adopt_library_loggers`).
+  events (:func:`stdout_to_log`); while stages are built, file descriptor 1 itself is redirected too
+  (:func:`native_stdout_to_log`: what C code or a handle on the original stdout writes); a library
+  logger that brought its own stream handler is adopted (:func:`adopt_library_loggers`).
 """
 
 from __future__ import annotations
@@ -184,3 +185,69 @@ def stdout_to_log(origin: str) -> Iterator[None]:
                 if sys.stdout is writer:
                     sys.stdout = writer.real
                 _redirect["writer"] = None
+
+
+_native: dict = {"depth": 0}
+
+
+def _libc_flush() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers, written before fd 1 changes hands
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def native_stdout_to_log(origin: str) -> Iterator[None]:
+    """While inside, file descriptor 1 is a pipe whose lines become log events (on stderr): output of
+    C extensions, or of code that kept a handle on the original stdout, never reaches the results.
+    Process-wide (use it where nothing else writes results: building the stages); nested or
+    concurrent uses share one redirection. Does nothing until :func:`configure` ran."""
+    with _redirect_lock:
+        if not _configured or _native["depth"] > 0:
+            _native["depth"] += 1 if _configured else 0
+            owner = False
+        else:
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
+            _libc_flush()
+            try:
+                saved = os.dup(1)
+            except OSError:  # no fd 1 (a daemon started without one): nothing to protect
+                saved = None
+            owner = saved is not None
+            if owner:
+                r, w = os.pipe()
+                os.dup2(w, 1)
+                os.close(w)
+                writer = _LogWriter(sys.stderr)
+                reader = threading.Thread(target=_pump, args=(r, writer), name=f"stdout-{origin}",
+                                          daemon=True)
+                reader.start()
+                _native["depth"] = 1
+    try:
+        yield
+    finally:
+        with _redirect_lock:
+            if owner:
+                _libc_flush()
+                os.dup2(saved, 1)  # closes the pipe's last write end: the reader sees its end
+                os.close(saved)
+                _native["depth"] = 0
+            elif _configured and _native["depth"] > 0:
+                _native["depth"] -= 1
+        if owner:
+            reader.join(timeout=5)
+            writer.flush()
+
+
+def _pump(fd: int, writer: _LogWriter) -> None:
+    try:
+        while chunk := os.read(fd, 65536):
+            writer.write(chunk.decode("utf-8", "replace"))
+    finally:
+        os.close(fd)

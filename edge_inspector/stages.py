@@ -3,15 +3,17 @@
 The daemon (at start), the reload service (beside the running stages) and ``edge-inspector
 inspect`` all call :func:`build_stages`, so a setting such as ``pipeline.judge_grace_ms`` means the
 same everywhere. What the stages are stamped with (:class:`~edge_inspector.versions.Versions`: the
-model, the config and the recipe's content hash) is taken here, from what was loaded, once.
+model, the config and the recipe's content hash) is taken here, from what was loaded, once; the
+recipe version then follows the judge's in-place reload of an edited recipe.
 
-Building may import and load large libraries (transformers, gptqmodel); whatever they print goes to
-the log, never to stdout, and their stdlib loggers are routed through structlog afterwards.
+Building may import and load large libraries (transformers, gptqmodel); whatever they print (from
+Python or from C, on file descriptor 1) goes to the log, never to stdout, and their stdlib loggers
+are routed through structlog afterwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edge_inspector import logs
@@ -28,7 +30,14 @@ class Stages:
 
     cfg: Config
     inspector: Inspector
-    versions: Versions
+    built: Versions  # as built; ``versions`` follows an in-place recipe edit the judge reloaded
+
+    @property
+    def versions(self) -> Versions:
+        live = self.inspector.judge.judge.recipe_version
+        if live is None or live == self.built.recipe_version:
+            return self.built
+        return replace(self.built, recipe_version=live)
 
     def close(self) -> None:
         self.inspector.close()
@@ -41,7 +50,7 @@ def build_stages(cfg: Config) -> Stages:
     from edge_inspector.policy import Policy
     from edge_inspector.regions import build_regions
 
-    with logs.stdout_to_log("build"):
+    with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
         regions = build_regions(cfg.regions)
         judge = build_judge(cfg.judge, regions.threshold)
     logs.adopt_library_loggers()

@@ -36,22 +36,41 @@ def calibrate(parts: list[Part], config: VlmJudgeConfig, fitted_on: str = "") ->
                   warm_up=False)
     names = judge.recipes.recipe.defect_names
     p_logits, tallies, labels, scores = [], [], [], []
-    for part in parts:
+    skipped: dict[int, str] = {}
+    for i, part in enumerate(parts):
         frame = part.frame()
         try:
             verdict = judge.judge(frame, part.regions(), frame.deadline_mono)
         except JudgeError as exc:  # the station would fail-safe this part: nothing to calibrate on
             print(f"{part.name}: skipped: {exc}", file=sys.stderr)
+            skipped[i] = str(exc)
             continue
         p_logits.append(verdict.details["p_logit"])
         tallies.append(tally(verdict.votes, names) if verdict.votes else None)
         labels.append(part.defective)
         scores.append(part.score)
-    if len(set(labels)) < 2:
-        raise SystemExit("calibration needs good and defective parts in the manifest")
+    if (why := missing_class(parts, skipped)) is not None:
+        raise SystemExit(why)
     have_scores = all(s is not None for s in scores)
     return fit_calibration(p_logits, tallies, labels, config.votes, scores if have_scores else None,
                            model=judge.fingerprint, fitted_on=fitted_on)
+
+
+def missing_class(parts: list[Part], skipped: dict[int, str]) -> str | None:
+    """Why the judged parts lack the good or the defective ones (None: both are there): none in the
+    manifest, or every one skipped, with how many of those had no boxes and the first error."""
+    for defective, name in ((False, "good"), (True, "defective")):
+        of_class = [i for i, p in enumerate(parts) if p.defective == defective]
+        if any(i not in skipped for i in of_class):
+            continue
+        if not of_class:
+            return f"calibration needs good and defective parts: the manifest has no {name} part"
+        no_boxes = sum(1 for i in of_class if not parts[i].boxes)
+        boxes = (f"; {no_boxes} of them have no boxes, so the judge saw no region crops (record each "
+                 "part's boxes from the regions stage, as the station stores them)") if no_boxes else ""
+        return (f"calibration needs good and defective parts: all {len(of_class)} {name} parts of the "
+                f"manifest were skipped{boxes}; first error: {skipped[of_class[0]]}")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,11 @@ class Judge(ABC):
 
     fingerprint: str = ""
 
+    @property
+    def recipe_version(self) -> str | None:
+        """The content hash of the recipe in force, for a judge that reloads one (None: no recipe)."""
+        return None
+
     @abstractmethod
     def judge(self, frame: Frame, regions: Regions, deadline_mono: float) -> Verdict: ...
 

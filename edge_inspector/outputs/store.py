@@ -64,7 +64,15 @@ def _v4(db: sqlite_utils.Database) -> None:
     db[TABLE].add_column("recipe_version", str)
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    # the judge's evidence (``verdict.details``): NULL for a part no VLM looked at
+    for name, kind in EVIDENCE.items():
+        db[TABLE].add_column(name, kind)
+
+
+EVIDENCE = {"p_logit": float, "vote_share": float, "valid_votes": int, "invalid_votes": int,
+            "prefix_cache_hit": int, "constrained": int}
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -118,7 +126,17 @@ def row_for(inspection: Inspection, versions: Versions, image_path: str | None) 
         **{f"t_{k}_ms": t.get(k) for k in ("capture", "queue", "regions", "judge", "policy", "total")},
         "model_hash": versions.model, "config_hash": versions.config, "recipe": versions.recipe,
         "recipe_version": versions.recipe_version, "image_path": image_path,
+        **evidence_of(j.get("judge") or {}),
     }
+
+
+def evidence_of(details: dict[str, Any]) -> dict[str, Any]:
+    """The judge's evidence columns from ``verdict.details`` (None where the judge gave none)."""
+    row = {}
+    for name, kind in EVIDENCE.items():
+        value = details.get(name)
+        row[name] = None if value is None or isinstance(value, dict | list | str) else kind(value)
+    return row
 
 
 UNKNOWN = Versions(station="", model="", config="")
@@ -219,5 +237,6 @@ def recent(db: sqlite_utils.Database, n: int = 10) -> list[dict[str, Any]]:
     if TABLE not in db.table_names():
         return []
     return list(db.query(f"SELECT part_id, camera, trigger_time, outcome, action, reason, score, "
-                         f"p_defective, decided_by, t_total_ms, boxes, image_path FROM {TABLE} "
+                         f"p_defective, decided_by, t_total_ms, boxes, image_path, vote_share, valid_votes, "
+                         f"invalid_votes FROM {TABLE} "
                          f"ORDER BY id DESC LIMIT ?", [n]))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from edge_inspector.config_base import ConfigModel, ConfigPath
+from edge_inspector.config_base import PROJECT_DIR, ConfigModel, ConfigPath
 
 
 class CascadeConfig(ConfigModel):
@@ -27,9 +26,10 @@ class VlmJudgeConfig(ConfigModel):
     model_dir: ConfigPath = Field(..., title="Model directory", description=(
         "A local Qwen2.5-VL or Qwen3-VL checkpoint directory (full precision or AWQ 4-bit). Nothing is "
         "fetched from a hub."))
-    recipe: ConfigPath = Field(Path("configs/recipes/pcb.yaml"), description=(
+    recipe: ConfigPath = Field(PROJECT_DIR / "configs/recipes/pcb.yaml", description=(
         "The product recipe (YAML): part description, defect taxonomy, rules, reference images, "
-        "calibration."))
+        "calibration. Default: the bare-PCB recipe shipped with edge-inspector (configs/recipes/pcb.yaml "
+        "beside the package), whatever the current directory or the config file's folder."))
     votes: int = Field(5, ge=0, le=16, description=(
         "Sampled answers per part (self-consistency), generated in one batch that shares the prompt's "
         "prefill. 0: no sampling, the verdict rests on P(defective) from the logits alone."))

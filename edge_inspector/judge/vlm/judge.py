@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -32,33 +33,49 @@ class EngineLike(Protocol):
 
 class RecipeSource:
     """The recipe and its reference images, reloaded when the file changes (checked with one stat per
-    part). A recipe that no longer loads keeps the last good one, with a warning."""
+    part). A recipe that no longer loads keeps the last good one, with one warning per broken edit
+    (not one per part). ``version``: the content hash of the recipe in force (what rows are stamped
+    with; ``versions.recipe_versions`` hashes the same way)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._stamp: tuple[int, int] | None = None
-        self.recipe, self.references = self._load()
+        self._failed: tuple[int, int] | None = None  # the stamp of the broken edit already logged
+        self.version: str | None = None
+        try:
+            self.recipe, self.references = self._load()
+        except OSError as exc:
+            raise StartupError(f"recipe {self.path}: cannot read it ({exc.strerror or exc}); set "
+                               "judge.recipe to a recipe file") from None
 
     def _load(self) -> tuple[Recipe, tuple[np.ndarray, ...]]:
         st = self.path.stat()
+        content = self.path.read_bytes()
         recipe = load_recipe(self.path)
         try:
             refs = tuple(load_image(p) for p in recipe.references)
         except ImageError as exc:
             raise ConfigError(f"recipe {self.path}: {exc}") from exc
         self._stamp = (st.st_mtime_ns, st.st_size)
+        self.version = hashlib.sha256(content).hexdigest()[:12]
         return recipe, refs
 
     def refresh(self) -> bool:
+        stamp = None
         try:
             st = self.path.stat()
-            if (st.st_mtime_ns, st.st_size) == self._stamp:
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp in (self._stamp, self._failed):
                 return False
             self.recipe, self.references = self._load()
         except (OSError, ConfigError) as exc:
-            log.warning("recipe_reload_failed", path=str(self.path), error=str(exc))
+            if stamp is None or stamp != self._failed:
+                log.warning("recipe_reload_failed", path=str(self.path), error=str(exc),
+                            keeps=self.version)
+            self._failed = stamp if stamp is not None else self._failed
             return False
-        log.info("recipe_reloaded", path=str(self.path), product=self.recipe.product)
+        self._failed = None
+        log.info("recipe_reloaded", path=str(self.path), product=self.recipe.product, version=self.version)
         return True
 
 
@@ -74,6 +91,10 @@ class VlmJudge(Judge):
         if cal is not None and (cal.votes != config.votes or (cal.model and cal.model != fingerprint)):
             log.warning("calibration_mismatch", calibrated_votes=cal.votes, votes=config.votes,
                         calibrated_model=cal.model, model=fingerprint)
+
+    @property
+    def recipe_version(self) -> str | None:
+        return self.recipes.version
 
     def cascade_threshold(self) -> float | None:
         c = self.config.cascade
