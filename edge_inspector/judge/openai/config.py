@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from edge_inspector.config_base import ConfigModel, ConfigPath, SecretRef
+from edge_inspector.config_base import PROJECT_DIR, ConfigModel, ConfigPath, SecretRef
 from edge_inspector.judge.vlm.config import CascadeConfig
 
 
@@ -23,7 +23,7 @@ class OpenAIJudgeConfig(ConfigModel):
         "The model name the server serves (vLLM: --served-model-name, or the path it was started with)."))
     api_key: SecretRef | None = Field(None, description=(
         "The server's API key (sent as a Bearer token): env:NAME or file:PATH. None: no key."))
-    recipe: ConfigPath = Field(Path("configs/recipes/pcb.yaml"), description=(
+    recipe: ConfigPath = Field(PROJECT_DIR / "configs/recipes/pcb.yaml", description=(
         "The product recipe (YAML): part description, defect taxonomy, rules, reference images, "
         "calibration. The recipe's calibration must have been fitted on this served model."))
     votes: int = Field(5, ge=0, le=16, description=(
