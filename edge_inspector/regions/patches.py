@@ -90,20 +90,22 @@ def nearest_distance(query: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | 
     return np.sqrt(np.maximum(out, 0))
 
 
-def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int | None = None) -> np.ndarray:
+def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 16) -> np.ndarray:
     """How unlike the rest of its own frame each cell is: the distance to the nearest cell of the same
     grid (every ``stride``-th row and column) that lies outside its neighbourhood. A pit has no twin
     elsewhere on the surface; wear, soiling and grooves repeat along it. Queries go in blocks of
-    ``block`` x ``block`` cells (default: ``exclusion``), each excluding the rectangle of its block
-    grown by ``exclusion``: every query ignores the cells within ``exclusion`` of it, and some up to
-    ``exclusion + block`` away. A frame too small to hold anything farther scores 0."""
-    block = max(1, exclusion if block is None else block)
+    ``block`` x ``block`` cells, each excluding the rectangle of its block grown by ``exclusion``:
+    every query ignores the cells within ``exclusion`` of it, and some up to ``exclusion + block``
+    away. A frame too small to hold anything farther scores 0."""
     rows, cols, dim = z.shape
     grid = np.ascontiguousarray(z[::stride, ::stride])
     hr, wr = grid.shape[:2]
-    ref = grid.reshape(-1, dim)
-    ref_sq = (ref * ref).sum(1).reshape(hr, wr)
+    # one product gives |r|^2 - 2 q.r: the references carry -2 r and |r|^2, the queries q and 1
+    ref = np.concatenate([-2.0 * grid.reshape(-1, dim), (grid * grid).sum(-1).reshape(-1, 1)], axis=1)
+    ref_t = np.ascontiguousarray(ref.T, np.float32)
     out = np.zeros((rows, cols), np.float32)
+    chunk = 64  # queries per product: the distance buffer stays in the cache
+    buf = np.empty((chunk, hr * wr), np.float32)
     for y0 in range(0, rows, block):
         y1 = min(rows, y0 + block)
         ya, yb = max(0, -(-(y0 - exclusion) // stride)), min(hr, -(-(y1 + exclusion) // stride))
@@ -113,9 +115,14 @@ def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int | N
             if ya == 0 and xa == 0 and yb == hr and xb == wr:
                 continue
             q = z[y0:y1, x0:x1].reshape(-1, dim)
-            d2 = ref_sq[None] - 2.0 * (q @ ref.T).reshape(-1, hr, wr)
-            d2[:, ya:yb, xa:xb] = np.inf
-            out[y0:y1, x0:x1] = (d2.reshape(len(q), -1).min(1) + (q * q).sum(1)).reshape(y1 - y0, x1 - x0)
+            q1 = np.concatenate([q, np.ones((len(q), 1), np.float32)], axis=1)
+            best = np.empty(len(q), np.float32)
+            for i in range(0, len(q), chunk):
+                d2 = buf[: min(chunk, len(q) - i)]
+                np.matmul(q1[i:i + chunk], ref_t, out=d2)
+                d2.reshape(len(d2), hr, wr)[:, ya:yb, xa:xb] = np.inf
+                best[i:i + chunk] = d2.min(1)
+            out[y0:y1, x0:x1] = (best + (q * q).sum(1)).reshape(y1 - y0, x1 - x0)
     return np.sqrt(np.maximum(out, 0))
 
 

@@ -106,6 +106,8 @@ class TextureConfig(RefineFields):
                                    "a large defect, so that a defect cannot explain itself.")
     self_stride: int = Field(2, ge=1, le=8, description="The self explainer compares with every n-th patch "
                              "in each direction (cost against coverage).")
+    self_refs: int = Field(6144, ge=256, description="At most this many patches of a frame serve the self "
+                           "explainer (the stride grows on large frames: its cost is patches x this).")
     false_box_rate: float = Field(0.03, gt=0, lt=0.5, description="Calibration: the threshold is the value "
                                   "that the maximum of a held-out known-good image exceeds with this "
                                   "probability (a Gumbel fitted to the lower half of their maxima): the "
@@ -222,8 +224,9 @@ class TextureModel:
             d = position_distance(z, refs, max(0, int(round(cfg.position_window_px / st))), cfg.position_k)
             maps.append(self._normalised(d, judged))
         if "self" in cfg.explainers:
+            stride = max(cfg.self_stride, int(np.ceil(np.sqrt(z.shape[0] * z.shape[1] / cfg.self_refs))))
             maps.append(self._normalised(self_distance(z, max(1, int(round(cfg.self_exclusion_px / st))),
-                                                       cfg.self_stride), judged))
+                                                       stride), judged))
         out = np.minimum.reduce(maps) if maps else np.zeros(z.shape[:2], np.float32)
         finite = np.isfinite(out)
         out = np.where(finite, out, out[finite].max() if finite.any() else 0.0)
