@@ -108,7 +108,7 @@ class TextureConfig(RefineFields):
                              "in each direction (cost against coverage).")
     self_refs: int = Field(6144, ge=256, description="At most this many patches of a frame serve the self "
                            "explainer (the stride grows on large frames: its cost is patches x this).")
-    false_box_rate: float = Field(0.03, gt=0, lt=0.5, description="Calibration: the threshold is the value "
+    false_box_rate: float = Field(0.12, gt=0, lt=0.5, description="Calibration: the threshold is the value "
                                   "that the maximum of a held-out known-good image exceeds with this "
                                   "probability (a Gumbel fitted to the lower half of their maxima): the "
                                   "expected share of good frames with a false box, at sensitivity 1.")

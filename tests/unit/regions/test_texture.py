@@ -40,7 +40,7 @@ def annotated(x, y, r, margin=5):
 
 @pytest.fixture(scope="module")
 def model():
-    # false_box_rate: the expected share of good frames with a box (default 0.03); low here, so that a
+    # false_box_rate: the expected share of good frames with a box (default 0.12); low here, so that a
     # box on one of a few good frames is a failure, not chance
     return TextureModel(TextureConfig(false_box_rate=0.01), [surface(s) for s in range(8)])
 
