@@ -194,9 +194,13 @@ def plot(path: Path, rows: list[dict], x_key, title: str, x_label: str, marked: 
     pts = [(px(x), py(r["recall"])) for x, r in zip(xs, rows)]
     for a, b in zip(pts, pts[1:]):
         cv2.line(img, a, b, (200, 80, 0), 2, cv2.LINE_AA)
+    last = None
     for p, r in zip(pts, rows):
         is_default = abs(r["sensitivity"] - marked) < 1e-9
         cv2.circle(img, p, 7 if is_default else 4, (0, 0, 220) if is_default else (200, 80, 0), -1, cv2.LINE_AA)
+        if last is not None and abs(p[0] - last[0]) + abs(p[1] - last[1]) < 16 and not is_default:
+            continue  # labels of points on top of each other would overlap
+        last = p
         label = f"{r['sensitivity']:g}" + (f" (x={x_key(r):.1f})" if x_key(r) > x_max else "")
         cv2.putText(img, label, (p[0] + 6 - (60 if x_key(r) > x_max else 0), p[1] - 6), font, 0.38,
                     (90, 90, 90), 1, cv2.LINE_AA)
