@@ -127,7 +127,8 @@ def fit(cfg, items: list[dict]):
     from edge_inspector.regions.texture import TextureModel
 
     images = [cv2.imread(it["path"]) for it in items]
-    return TextureModel(cfg, images, [polygon_mask(im.shape[:2], it["polygons"]) for im, it in zip(images, items)])
+    masks = [polygon_mask(im.shape[:2], it["polygons"]) for im, it in zip(images, items)]
+    return TextureModel(cfg, images, masks)
 
 
 def scored(model, items: list[dict]) -> list[dict]:
@@ -138,6 +139,10 @@ def scored(model, items: list[dict]) -> list[dict]:
         cells, s = model._grid(img)
         out.append({**it, "cells": cells, "s": s, "shape": img.shape[:2]})
     return out
+
+
+def _touch(b: list, g: list) -> bool:
+    return b[0] < g[2] and g[0] < b[2] and b[1] < g[3] and g[1] < b[3]
 
 
 def sweep_rows(model, pitted: list[dict], clean: list[dict], sensitivities=SENSITIVITIES) -> list[dict]:
@@ -156,15 +161,15 @@ def sweep_rows(model, pitted: list[dict], clean: list[dict], sensitivities=SENSI
             hit += len(match_boxes(truth, boxes))
             pits += len(truth)
             flagged += bool(boxes)
-            apart = sum(1 for b in boxes if not any(b[0] < g[2] and g[0] < b[2] and b[1] < g[3] and g[1] < b[3]
-                                                  for g in truth))
+            apart = sum(1 for b in boxes if not any(_touch(b, g) for g in truth))
             kind = false.setdefault(int(r.get("bsd_type") or 2), [0, 0])
             kind[0] += apart
             kind[1] += 1
         clean_boxes = [len(model.boxes(r["cells"], r["s"], r["shape"], t)) for r in clean]
         rows.append({"sensitivity": sens, "recall": round(hit / max(pits, 1), 4), "pits": pits, "found": hit,
                      "images_flagged": round(flagged / max(len(pitted), 1), 4),
-                     "false_boxes_per_image": {f"type{k}": round(v[0] / v[1], 3) for k, v in false.items() if v[1]},
+                     "false_boxes_per_image": {f"type{k}": round(v[0] / v[1], 3)
+                                               for k, v in false.items() if v[1]},
                      "boxes_per_unannotated_image": (round(sum(clean_boxes) / len(clean_boxes), 3)
                                                      if clean else None)})
     return rows
@@ -197,7 +202,8 @@ def plot(path: Path, rows: list[dict], x_key, title: str, x_label: str, marked: 
     last = None
     for p, r in zip(pts, rows):
         is_default = abs(r["sensitivity"] - marked) < 1e-9
-        cv2.circle(img, p, 7 if is_default else 4, (0, 0, 220) if is_default else (200, 80, 0), -1, cv2.LINE_AA)
+        colour = (0, 0, 220) if is_default else (200, 80, 0)
+        cv2.circle(img, p, 7 if is_default else 4, colour, -1, cv2.LINE_AA)
         if last is not None and abs(p[0] - last[0]) + abs(p[1] - last[1]) < 16 and not is_default:
             continue  # labels of points on top of each other would overlap
         last = p
@@ -216,12 +222,15 @@ def plot(path: Path, rows: list[dict], x_key, title: str, x_label: str, marked: 
 
 
 def print_rows(rows: list[dict], clean_label: str) -> None:
-    print(f"{'sens':>5} {'recall':>7} {'found':>7} {'flagged':>8} {'false/img t1':>13} {'t2':>6} {clean_label:>14}")
+    print(f"{'sens':>5} {'recall':>7} {'found':>7} {'flagged':>8} {'false/img t1':>13} {'t2':>6} "
+          f"{clean_label:>14}")
     for r in rows:
         f = r["false_boxes_per_image"]
-        print(f"{r['sensitivity']:>5g} {r['recall']:>7.3f} {r['found']:>3}/{r['pits']:<3} {r['images_flagged']:>8.3f} "
+        clean = r["boxes_per_unannotated_image"]
+        print(f"{r['sensitivity']:>5g} {r['recall']:>7.3f} {r['found']:>3}/{r['pits']:<3} "
+              f"{r['images_flagged']:>8.3f} "
               f"{f.get('type1', float('nan')):>13.2f} {f.get('type2', float('nan')):>6.2f} "
-              f"{r['boxes_per_unannotated_image'] if r['boxes_per_unannotated_image'] is not None else '-':>14}")
+              f"{clean if clean is not None else '-':>14}")
 
 
 def run_sweep(data: Path, out: Path, overrides: list[str]) -> list[dict]:
@@ -258,12 +267,14 @@ def run_cv(data: Path, out: Path, overrides: list[str], k: int) -> list[dict]:
         n = {t: sum(1 for i in items if int(i["bsd_type"]) == t) for t in (1, 2)}
         false = {}
         for t in (1, 2):
-            sizes = [sum(1 for i in items if int(i["bsd_type"]) == t and fold_of[position(i)] == f) for f in range(k)]
+            sizes = [sum(1 for i in items if int(i["bsd_type"]) == t and fold_of[position(i)] == f)
+                     for f in range(k)]
             total = sum(r["false_boxes_per_image"].get(f"type{t}", 0) * s for r, s in zip(rs, sizes))
             false[f"type{t}"] = round(total / max(n[t], 1), 3)
         flagged = sum(r["images_flagged"] * len([i for i in items if fold_of[position(i)] == f])
                       for f, r in enumerate(rs))
-        rows.append({"sensitivity": sens, "recall": round(found / max(pits, 1), 4), "pits": pits, "found": found,
+        rows.append({"sensitivity": sens, "recall": round(found / max(pits, 1), 4), "pits": pits,
+                     "found": found,
                      "images_flagged": round(flagged / len(items), 4), "false_boxes_per_image": false,
                      "boxes_per_unannotated_image": None})
     out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_inspector.regions.boxes import box_iou, iou  # noqa: E402 - after the path set-up for a bare checkout
+from edge_inspector.regions.boxes import box_iou, iou  # noqa: E402 - after the path set-up (bare checkout)
 
 
 def match_boxes(truth: list, preds: list, iou_min: float = 0.33) -> list[tuple[int, int]]:

@@ -120,7 +120,8 @@ class TextureConfig(RefineFields):
                              "whatever the threshold.")
     box_grow: float = Field(1.1, ge=1.0, le=3.0, description="Each box is grown about its centre by this "
                             "factor (annotations enclose a defect with a margin).")
-    smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of each distance map (in patches).")
+    smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of each distance map "
+                                "(in patches).")
     border_px: int = Field(12, ge=0, description="Working pixels at the border that are not judged.")
     seed: int = Field(0, description="Seed of the bank's random subsampling (reproducible fits).")
     boxes: BoxParams = Field(default_factory=_texture_boxes, description="From the anomaly map to boxes "
@@ -274,7 +275,8 @@ class TextureModel:
             for z, good in held[::step]:
                 cells = self._cells(z, scorer, aligned.get(z.shape[:2], []))
                 inner = good & _judged(z.shape[:2], cfg)
-                for part, ok in zip(np.array_split(cells, units, axis=1), np.array_split(inner, units, axis=1)):
+                parts = zip(np.array_split(cells, units, axis=1), np.array_split(inner, units, axis=1))
+                for part, ok in parts:
                     if ok.any():
                         maxima.append(float(part[ok].max()))
         if not maxima:

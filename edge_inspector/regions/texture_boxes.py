@@ -70,7 +70,8 @@ def peak_regions(cells: np.ndarray, threshold: float, level: float, separation: 
         region[y, x] = True
         claimed |= region
         ry, rx = np.nonzero(region)
-        out.append((peak, int(rx.min()), int(ry.min()), int(rx.max()) + 1, int(ry.max()) + 1, int(region.sum())))
+        out.append((peak, int(rx.min()), int(ry.min()), int(rx.max()) + 1, int(ry.max()) + 1,
+                    int(region.sum())))
         if len(out) >= limit:
             break
     return out
@@ -89,7 +90,8 @@ def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float,
         cx, cy = stride * (x1 + x2) / 2, stride * (y1 + y2) / 2
         hw, hh = grow * stride * (x2 - x1) / 2, grow * stride * (y2 - y1) / 2
         box = tuple(to_frame(v) for v in (cx - hw, cy - hh, cx + hw, cy + hh))
-        out.append(Box(*pad_box(box, int(round(to_frame(p.margin_px))), int(round(to_frame(p.min_size_px))), w, h),
+        margin, min_size = int(round(to_frame(p.margin_px))), int(round(to_frame(p.min_size_px)))
+        out.append(Box(*pad_box(box, margin, min_size, w, h),
                        score=peak, area_px=int(round(to_frame(stride) ** 2 * n))))
         if len(out) >= p.max_boxes:
             break

@@ -63,9 +63,10 @@ def test_a_pit_is_boxed_where_it_is(model):
 
 def test_two_pits_on_one_frame_are_both_found(model):
     # the frame's own surface explains patches away: two pits must not explain each other
-    r = model.find(surface(106, pits=[(70, 60, 8), (250, 170, 10)]))
+    pits = [(70, 60, 8), (250, 170, 10)]
+    r = model.find(surface(106, pits=pits))
     assert len(r.boxes) == 2
-    found = sorted(max(iou(b.as_list(), annotated(*p)) for b in r.boxes) for p in [(70, 60, 8), (250, 170, 10)])
+    found = sorted(max(iou(b.as_list(), annotated(*p)) for b in r.boxes) for p in pits)
     assert found[0] > 0.33
 
 
