@@ -6,9 +6,10 @@
 A labelled manifest is the ``inspect`` manifest (JSON lines, paths relative to the manifest) with
 ``"label": "good" | "defective"`` and the ground truth as ``"boxes": [[x1, y1, x2, y2], ...]`` and/or
 ``"polygons": [[[x, y], ...], ...]``. Printed: image-level accuracy, overkill (good parts rejected)
-and miss (defective parts passed) rates, box recall and precision at IoU > 0.33, the cascade's skip
-rate (parts decided without the VLM). Written: DIR/report.json and DIR/worst.png (the worst misses
-and false alarms with ground truth in green and boxes in red).
+and miss (defective parts passed) rates, box recall and precision at IoU > 0.33 (boxes and regions
+matched one to one), the cascade's skip rate (parts decided without the VLM). Written:
+DIR/report.json and DIR/worst.png (the worst misses and false alarms with ground truth in green and
+boxes in red).
 
 ``--mmad mmad.json ...`` hands the whole command line to tools/mmad.py, which owns the MMAD protocol
 (questions, prompt, scoring, the paper's table).
@@ -23,11 +24,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_inspector.regions.boxes import iou  # noqa: E402 - after the path set-up for a bare checkout
+from edge_inspector.regions.boxes import box_iou, iou  # noqa: E402 - after the path set-up (bare checkout)
 
+
+def match_boxes(truth: list, preds: list, iou_min: float = 0.33) -> list[tuple[int, int]]:
+    """A largest one-to-one matching of ground-truth boxes to predicted boxes with IoU > ``iou_min``
+    (augmenting paths): one box answers for one region at most, and one region is found once."""
+    if not truth or not preds:
+        return []
+    ok = box_iou(np.asarray(truth, np.float64), np.asarray(preds, np.float64)) > iou_min
+    owner: dict[int, int] = {}  # pred -> truth
+
+    def claim(g: int, seen: set[int]) -> bool:
+        for p in np.flatnonzero(ok[g]):
+            p = int(p)
+            if p in seen:
+                continue
+            seen.add(p)
+            if p not in owner or claim(owner[p], seen):
+                owner[p] = g
+                return True
+        return False
+
+    for g in range(len(truth)):
+        claim(g, set())
+    return sorted((g, p) for p, g in owner.items())
 
 
 def truth_boxes(item: dict[str, Any]) -> list[list[float]]:
@@ -69,11 +95,12 @@ def score_parts(items: list[dict], results: list[dict], iou_min: float = 0.33) -
             skipped += r["decided_by"] == "regions"
         gts = truth_boxes(item)
         preds = [b["box"] for b in r.get("regions") or []]
+        matched = len(match_boxes(gts, preds, iou_min))
         gt_total += len(gts)
-        gt_hit += sum(any(iou(g, p) > iou_min for p in preds) for g in gts)
+        gt_hit += matched
         if gts or not truth:  # a defective part without drawn regions says nothing of its boxes
             pred_total += len(preds)
-            pred_hit += sum(any(iou(g, p) > iou_min for g in gts) for p in preds)
+            pred_hit += matched
 
     def ratio(a: int, b: int) -> float | None:
         return round(a / b, 4) if b else None

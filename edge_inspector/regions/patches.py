@@ -1,8 +1,10 @@
 """Patch features and the good-patch models of the texture model (no torch, no downloaded weights).
 
-``patch_features`` describes a frame on a grid of patches with a small multi-scale filter bank;
-``Scorer`` measures how far each patch is from the known-good ones (nearest neighbour in a memory
-bank, or Mahalanobis distance to one Gaussian). ``cfg`` is a :class:`~.texture.TextureConfig`.
+``patch_features`` describes a frame on a grid of patches with a small multi-scale filter bank.
+Three measures of how far a patch is from what explains it: ``Scorer`` (the known-good patches: the
+nearest in a memory bank, or the Mahalanobis distance to one Gaussian), ``position_distance`` (the
+known-good images' patches at the same place, for aligned views) and ``self_distance`` (the frame's
+own surface away from the patch). ``cfg`` is a :class:`~.texture.TextureConfig`.
 """
 
 from __future__ import annotations
@@ -88,6 +90,69 @@ def nearest_distance(query: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | 
     return np.sqrt(np.maximum(out, 0))
 
 
+def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 16) -> np.ndarray:
+    """How unlike the rest of its own frame each cell is: the distance to the nearest cell of the same
+    grid (every ``stride``-th row and column) that lies outside its neighbourhood. A pit has no twin
+    elsewhere on the surface; wear, soiling and grooves repeat along it. Queries go in blocks of
+    ``block`` x ``block`` cells, each excluding the rectangle of its block grown by ``exclusion``:
+    every query ignores the cells within ``exclusion`` of it, and some up to ``exclusion + block``
+    away. A frame too small to hold anything farther scores 0."""
+    rows, cols, dim = z.shape
+    grid = np.ascontiguousarray(z[::stride, ::stride])
+    hr, wr = grid.shape[:2]
+    # one product gives |r|^2 - 2 q.r: the references carry -2 r and |r|^2, the queries q and 1
+    ref = np.concatenate([-2.0 * grid.reshape(-1, dim), (grid * grid).sum(-1).reshape(-1, 1)], axis=1)
+    ref_t = np.ascontiguousarray(ref.T, np.float32)
+    out = np.zeros((rows, cols), np.float32)
+    chunk = 64  # queries per product: the distance buffer stays in the cache
+    buf = np.empty((chunk, hr * wr), np.float32)
+    for y0 in range(0, rows, block):
+        y1 = min(rows, y0 + block)
+        ya, yb = max(0, -(-(y0 - exclusion) // stride)), min(hr, -(-(y1 + exclusion) // stride))
+        for x0 in range(0, cols, block):
+            x1 = min(cols, x0 + block)
+            xa, xb = max(0, -(-(x0 - exclusion) // stride)), min(wr, -(-(x1 + exclusion) // stride))
+            if ya == 0 and xa == 0 and yb == hr and xb == wr:
+                continue
+            q = z[y0:y1, x0:x1].reshape(-1, dim)
+            q1 = np.concatenate([q, np.ones((len(q), 1), np.float32)], axis=1)
+            best = np.empty(len(q), np.float32)
+            for i in range(0, len(q), chunk):
+                d2 = buf[: min(chunk, len(q) - i)]
+                np.matmul(q1[i:i + chunk], ref_t, out=d2)
+                d2.reshape(len(d2), hr, wr)[:, ya:yb, xa:xb] = np.inf
+                best[i:i + chunk] = d2.min(1)
+            out[y0:y1, x0:x1] = (best + (q * q).sum(1)).reshape(y1 - y0, x1 - x0)
+    return np.sqrt(np.maximum(out, 0))
+
+
+def position_distance(z: np.ndarray, refs: list[tuple[np.ndarray, np.ndarray]], window: int,
+                      k: int) -> np.ndarray:
+    """Per cell, the ``k``-th smallest over the reference grids (same shape as ``z``, each with its
+    known-good cells) of the distance to that reference's nearest known-good cell within
+    +-``window`` cells of the same place. For views that are aligned (a fixture, a rig): what is
+    always at that place (an edge, a reflection) is explained; k > 1 keeps one reference's
+    unlabelled defect from hiding a defect at the same place. Cells no reference covers: inf."""
+    rows, cols, _ = z.shape
+    q_sq = np.einsum("hwd,hwd->hw", z, z)
+    per = []
+    for r, good in refs:
+        rp = np.pad(r, ((window, window), (window, window), (0, 0)), mode="edge")
+        gp = np.pad(good, window, mode="constant", constant_values=False)
+        r_sq = np.einsum("hwd,hwd->hw", rp, rp)
+        best = np.full((rows, cols), np.inf, np.float32)
+        for dy in range(2 * window + 1):
+            for dx in range(2 * window + 1):
+                d2 = q_sq + r_sq[dy:dy + rows, dx:dx + cols] - 2.0 * np.einsum(
+                    "hwd,hwd->hw", z, rp[dy:dy + rows, dx:dx + cols])
+                d2[~gp[dy:dy + rows, dx:dx + cols]] = np.inf
+                np.minimum(best, d2, out=best)
+        per.append(best)
+    kk = min(k, len(per)) - 1
+    d2 = np.partition(np.stack(per), kk, axis=0)[kk] if len(per) > 1 else per[0]
+    return np.sqrt(np.maximum(d2, 0))
+
+
 class Scorer:
     """The good patches' model: a knn bank or one Gaussian, on standardised features."""
 
@@ -103,8 +168,8 @@ class Scorer:
         self.bank = _cover(z, cfg.bank_size, rng, cfg.outlier_fraction)
         self.bank_sq = (self.bank * self.bank).sum(1)
 
-    def __call__(self, feats: np.ndarray) -> np.ndarray:
-        z = (feats - self.mu) / self.sd
+    def __call__(self, feats: np.ndarray, standardised: bool = False) -> np.ndarray:
+        z = feats if standardised else (feats - self.mu) / self.sd
         if self.cfg.model == "gaussian":
             d = z - self.mean
             return np.sqrt(np.maximum(((d @ self.prec) * d).sum(1), 0))

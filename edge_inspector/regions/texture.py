@@ -1,17 +1,23 @@
 """The texture model: local statistics of known-good surfaces, for parts that are not aligned.
 
-Machined metal, castings, fabric: the known-good appearance is a texture, not a fixed picture, so the
-model needs no registration. Each frame is brought to a working scale and described, on a grid of
-patches, by hand-made multi-scale features (no downloaded weights): oriented gradient energies and a
-difference of Gaussians at a few scales (a small filter bank), the patch's brightness, contrast,
-colour and surrounding brightness. Features are standardised with the known-good statistics; a
-patch's anomaly is its distance to the nearest known-good patch (a memory bank, ``knn``) or its
-Mahalanobis distance to one Gaussian of the good patches (``gaussian``).
+Machined metal, castings, fabric: the known-good appearance is a texture, not a fixed picture. Each
+frame is brought to a working scale and described, on a grid of patches, by hand-made multi-scale
+features (no downloaded weights): oriented gradient energies, differences of Gaussians and spot
+features at a few scales, the patch's brightness, contrast, colour and surrounding brightness
+(``patches.py``), standardised with the known-good statistics.
 
-The distance is divided by a tolerance measured at fit time on held-out known-good patches (the
-known-good images split in two folds, each scored against a bank of the other), so that 1.0 means
-"as unusual as the rarest good patches" whatever the product. The map is then boxed like the
-variation model's.
+A patch is anomalous when nothing explains it. Up to three explainers each measure a distance map:
+``bank``, the nearest known-good patch anywhere (or one Gaussian of them); ``position``, the
+known-good images' patches at the same place, when they share the frame's size (aligned views: an
+edge or a reflection that is always there); ``self``, the frame's own surface away from the patch
+(wear, soiling and grooves repeat along a surface, a pit does not). Each map is divided by its median
+over the frame (its own units, whatever the light or magnification); the anomaly is the smallest.
+
+The threshold is calibrated on held-out known-good images (folds, each scored against a model of
+the others): a Gumbel fitted to the lower half of their per-image maxima gives the value a good frame
+exceeds with probability ``false_box_rate`` (known-good areas that hold wear or unlabelled defects
+move the upper tail, not the fit). The map is divided by it, so 1.0 is the threshold. Boxes are the
+regions around the map's peaks (``texture_boxes.py``).
 
 A model can learn from the known-good *areas* of images: a mask per image marks what to leave out
 (a defect, or anything not certified good).
@@ -27,22 +33,25 @@ from typing import Literal
 import cv2
 import numpy as np
 import structlog
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_inspector.config_base import ConfigPath
 from edge_inspector.envelope import Frame, Regions
 from edge_inspector.errors import StartupError
 from edge_inspector.imageio import IMAGE_SUFFIXES, read_image
 from edge_inspector.regions.base import RegionFinder
-from edge_inspector.regions.boxes import BoxParams, boxes_from_map, summarize
-from edge_inspector.regions.patches import Scorer, patch_features
+from edge_inspector.regions.boxes import BoxParams, summarize
+from edge_inspector.regions.patches import Scorer, patch_features, position_distance, self_distance
 from edge_inspector.regions.refine import RefineFields
+from edge_inspector.regions.texture_boxes import boxes_from_peaks, gumbel_threshold
 
 log = structlog.get_logger(__name__)
 
+Explainer = Literal["bank", "position", "self"]
+
 
 def _texture_boxes() -> BoxParams:
-    return BoxParams(min_area_px=24, merge_distance_px=4, margin_px=1, min_size_px=8)
+    return BoxParams(min_area_px=16, merge_distance_px=8, margin_px=0, min_size_px=4)
 
 
 class TextureConfig(RefineFields):
@@ -53,9 +62,14 @@ class TextureConfig(RefineFields):
     good_images: ConfigPath | None = Field(
         None, description="A folder of further known-good images. A file NAME.mask.png beside NAME.png marks "
         "areas not to learn from (non-zero pixels: a defect, or anything not certified good).")
-    model: Literal["knn", "gaussian"] = Field("knn", description="knn: distance to the nearest good "
-                                              "patch (multi-modal surfaces); gaussian: Mahalanobis "
-                                              "distance to one Gaussian of the good patches.")
+    model: Literal["knn", "gaussian"] = Field("knn", description="The bank explainer: knn, the distance to "
+                                              "the nearest good patch (multi-modal surfaces); gaussian, the "
+                                              "Mahalanobis distance to one Gaussian of the good patches.")
+    explainers: tuple[Explainer, ...] = Field(
+        ("bank", "position", "self"), min_length=1, description="What may explain a patch away (the anomaly "
+        "is the smallest of their normalised distances): bank, the known-good patches anywhere; position, "
+        "the known-good images' patches at the same place (used when they share the frame's size: aligned "
+        "views); self, the frame's own surface away from the patch.")
     scale: float = Field(0.5, gt=0, le=1, description="Working scale: frames are resized by this factor "
                          "first. Box sizes and areas are in working pixels.")
     max_side_px: int = Field(1024, ge=64, description="The working image's longer side is at most this "
@@ -71,21 +85,54 @@ class TextureConfig(RefineFields):
                                 "strongest in the patch): pits and dents on grooved or brushed surfaces.")
     rotation_invariant: bool = Field(False, description="Sort the oriented energies per scale, so that "
                                      "a rotated texture looks the same (for parts that turn).")
-    bank_size: int = Field(4096, ge=64, description="Good patches kept in the knn memory bank.")
+    bank_size: int = Field(2048, ge=64, description="Good patches kept in the knn memory bank (its cost "
+                           "grows with it).")
     outlier_fraction: float = Field(0.0, ge=0, lt=0.5, description="The rarest fraction of the "
                                     "known-good patches (farthest from the others) is left out of the "
                                     "bank: likely unlabelled defects in the known-good images.")
-    calibration_quantile: float = Field(0.999, gt=0.5, lt=1.0, description="The tolerance is this "
-                                        "quantile of held-out good patches' distances.")
-    sensitivity: float = Field(1.0, gt=0, description="Divides the tolerance: above 1 flags more.")
-    box_level: float = Field(0.7, ge=0, lt=1, description="A box covers the part of its blob over this "
-                             "fraction of the blob's peak (never under the threshold): the anomaly, not "
-                             "the halo that patch pooling spreads around it. 0: the whole blob.")
-    smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of the patch map (in patches).")
-    border_px: int = Field(10, ge=0, description="Working pixels at the border that are not judged.")
+    bank_slack: float = Field(1.5, ge=1.0, description="The bank's normalised distance is multiplied by "
+                              "this before it competes with the other explainers: known-good images that "
+                              "hold unlabelled defects must not explain a defect away by a small margin.")
+    position_window_px: int = Field(8, ge=0, le=64, description="The position explainer looks this far "
+                                    "(working pixels) around the same place in each known-good image "
+                                    "(the views' misalignment).")
+    position_k: int = Field(2, ge=1, description="The position explainer takes the k-th closest known-good "
+                            "image: a defect that one of them holds unlabelled at the same place is not "
+                            "learnt as normal.")
+    position_images: int = Field(16, ge=1, description="Known-good images kept per frame size for the "
+                                 "position explainer (bounds its memory and cost).")
+    self_exclusion_px: int = Field(32, ge=4, description="The self explainer compares a patch with its "
+                                   "frame's patches farther than this (working pixels): about the size of "
+                                   "a large defect, so that a defect cannot explain itself.")
+    self_stride: int = Field(2, ge=1, le=8, description="The self explainer compares with every n-th patch "
+                             "in each direction (cost against coverage).")
+    self_refs: int = Field(6144, ge=256, description="At most this many patches of a frame serve the self "
+                           "explainer (the stride grows on large frames: its cost is patches x this).")
+    false_box_rate: float = Field(0.12, gt=0, lt=0.5, description="Calibration: the threshold is the value "
+                                  "that the maximum of a held-out known-good image exceeds with this "
+                                  "probability (a Gumbel fitted to the lower half of their maxima): the "
+                                  "expected share of good frames with a false box, at sensitivity 1.")
+    calibration_images: int = Field(40, ge=2, description="At most this many held-out known-good images "
+                                    "are scored for the calibration (bounds the fit time).")
+    sensitivity: float = Field(1.0, gt=0, description="Divides the calibrated threshold: above 1 flags more.")
+    box_level: float = Field(0.3, gt=0, lt=1, description="A box covers the region around its peak where "
+                             "the map is at least this fraction of the peak: the anomaly's extent, "
+                             "whatever the threshold.")
+    box_grow: float = Field(1.1, ge=1.0, le=3.0, description="Each box is grown about its centre by this "
+                            "factor (annotations enclose a defect with a margin).")
+    smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of each distance map "
+                                "(in patches).")
+    border_px: int = Field(12, ge=0, description="Working pixels at the border that are not judged.")
     seed: int = Field(0, description="Seed of the bank's random subsampling (reproducible fits).")
     boxes: BoxParams = Field(default_factory=_texture_boxes, description="From the anomaly map to boxes "
-                             "(sizes and areas in working pixels).")
+                             "(threshold in map units; areas, margins and sizes in working pixels; "
+                             "merge_distance_px: the smallest distance between two peaks).")
+
+    @model_validator(mode="after")
+    def _distinct_explainers(self) -> TextureConfig:
+        if len(set(self.explainers)) != len(self.explainers):
+            raise ValueError(f"regions.explainers: each at most once, got {list(self.explainers)}")
+        return self
 
 
 def _good_cells(grid_shape: tuple[int, int], scale: float, mask: np.ndarray | None,
@@ -99,6 +146,19 @@ def _good_cells(grid_shape: tuple[int, int], scale: float, mask: np.ndarray | No
     m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     st = cfg.stride_px
     return m[st // 2::st, st // 2::st][: grid_shape[0], : grid_shape[1]] == 0
+
+
+def _judged(shape: tuple[int, int], cfg: TextureConfig) -> np.ndarray:
+    """The cells whose centre lies at least ``border_px`` from the working image's border."""
+    st, b = cfg.stride_px, cfg.border_px
+    ys = st // 2 + st * np.arange(shape[0])
+    xs = st // 2 + st * np.arange(shape[1])
+    inside_y = (ys >= b) & (ys < st * shape[0] - b)
+    inside_x = (xs >= b) & (xs < st * shape[1] - b)
+    return inside_y[:, None] & inside_x[None, :]
+
+
+Grid = tuple[np.ndarray, np.ndarray]  # standardised features (rows x cols x D), known-good cells
 
 
 class TextureModel:
@@ -123,99 +183,144 @@ class TextureModel:
         self.mu = good.mean(0)
         self.sd = good.std(0) + 1e-3
         rng = np.random.default_rng(cfg.seed)
-        self.tolerance = self._calibrate(grids, rng)
-        self.scorer = Scorer(cfg, good, rng, self.mu, self.sd)
+        grids = [(self._standard(f), g) for f, g in grids]
+        self.level, self.maxima = self._calibrate(grids, rng)
+        self.tolerance = self.level / cfg.sensitivity
+        self.scorer = Scorer(cfg, good, rng, self.mu, self.sd) if "bank" in cfg.explainers else None
+        self.aligned = self._aligned(grids)
         self.samples, self.patches = len(images), len(good)
         h = hashlib.sha256(cfg.model_dump_json(exclude={"good_images", "reference", "sam_dir"}).encode())
         for img in images:
             h.update(np.ascontiguousarray(img).tobytes())
         self.fingerprint = "texture-" + h.hexdigest()[:12]
-        log.info("texture_model_fitted", images=len(images), patches=len(good),
-                 tolerance=round(self.tolerance, 4), model=cfg.model)
+        log.info("texture_model_fitted", images=len(images), patches=len(good), level=round(self.level, 4),
+                 explainers=list(cfg.explainers), aligned_sizes=len(self.aligned))
 
-    def _cells(self, scorer: Scorer, feats: np.ndarray) -> np.ndarray:
-        """The smoothed patch map (raw distances) of one grid of features."""
-        rows, cols = feats.shape[:2]
-        cells = scorer(feats.reshape(-1, feats.shape[-1])).reshape(rows, cols)
+    def _standard(self, feats: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((feats - self.mu) / self.sd, np.float32)
+
+    def _aligned(self, grids: list[Grid]) -> dict[tuple[int, int], list[Grid]]:
+        """The known-good grids by size, for the position explainer."""
+        out: dict[tuple[int, int], list[Grid]] = {}
+        if "position" not in self.cfg.explainers:
+            return out
+        for z, good in grids:
+            refs = out.setdefault(z.shape[:2], [])
+            if len(refs) < self.cfg.position_images and good.any():
+                refs.append((z, good))
+        return out
+
+    def _cells(self, z: np.ndarray, scorer: Scorer | None, refs: list[Grid]) -> np.ndarray:
+        """The anomaly of each cell of a standardised grid: the smallest normalised explainer distance."""
+        cfg = self.cfg
+        judged = _judged(z.shape[:2], cfg)
+        if not judged.any():
+            judged = np.ones(z.shape[:2], bool)
+        st = cfg.stride_px
+        maps = []
+        if scorer is not None:
+            d = scorer(z.reshape(-1, z.shape[-1]), standardised=True).reshape(z.shape[:2])
+            maps.append(self._normalised(d, judged) * cfg.bank_slack)
+        if refs:
+            d = position_distance(z, refs, max(0, int(round(cfg.position_window_px / st))), cfg.position_k)
+            maps.append(self._normalised(d, judged))
+        if "self" in cfg.explainers:
+            stride = max(cfg.self_stride, int(np.ceil(np.sqrt(z.shape[0] * z.shape[1] / cfg.self_refs))))
+            maps.append(self._normalised(self_distance(z, max(1, int(round(cfg.self_exclusion_px / st))),
+                                                       stride), judged))
+        out = np.minimum.reduce(maps) if maps else np.zeros(z.shape[:2], np.float32)
+        finite = np.isfinite(out)
+        out = np.where(finite, out, out[finite].max() if finite.any() else 0.0)
+        return np.where(judged, out, 0).astype(np.float32)
+
+    def _normalised(self, d: np.ndarray, judged: np.ndarray) -> np.ndarray:
+        """A distance map smoothed and divided by its median over the judged cells; cells it does not
+        cover (inf: no known-good patch there) stay inf, so that this explainer explains nothing there."""
+        d = d.astype(np.float32)
+        covered = np.isfinite(d)
+        if not covered.any():
+            return d
+        d = np.where(covered, d, d[covered].max())
         if self.cfg.smooth_cells > 0:
-            cells = cv2.GaussianBlur(cells, (0, 0), self.cfg.smooth_cells)
-        return cells
+            d = cv2.GaussianBlur(d, (0, 0), self.cfg.smooth_cells)
+        ok = judged & covered
+        d = d / max(float(np.median(d[ok] if ok.any() else d)), 1e-6)
+        return np.where(covered, d, np.inf).astype(np.float32)
 
-    def _calibrate(self, grids: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> float:
-        """The ``calibration_quantile`` of held-out good patches' smoothed map values. Two folds of
-        images (up to five), each scored against a model of the others; one image: its left and right
-        halves."""
-        if len(grids) == 1:
-            feats, good = grids[0]
-            mid = feats.shape[1] // 2
-            grids = [(feats[:, :mid], good[:, :mid]), (feats[:, mid:], good[:, mid:])]
-        # k folds (interleaved), each scored against a model of all the others: with two folds a
-        # kind of image that is rare in the set (another magnification) can land all in one fold
-        # and inflate the tolerance (measured on BSData: 2x)
+    def _calibrate(self, grids: list[Grid], rng: np.random.Generator) -> tuple[float, np.ndarray]:
+        """The per-image maxima of held-out known-good maps and the threshold fitted on them. Folds of
+        images (interleaved, up to five), each scored against explainers built from the others; one
+        image: its left and right halves (not aligned with each other: no position explainer)."""
+        cfg = self.cfg
+        halves = len(grids) == 1
+        if halves:
+            z, good = grids[0]
+            mid = z.shape[1] // 2
+            grids = [(z[:, :mid], good[:, :mid]), (z[:, mid:], good[:, mid:])]
         k = min(len(grids), 5)
-        values = []
+        per_fold = max(1, -(-cfg.calibration_images // k))
+        units = max(1, -(-16 // min(len(grids), cfg.calibration_images)))  # at least 16 maxima to fit
+        maxima = []
         for i in range(k):
             held = grids[i::k]
             other = [g for j, g in enumerate(grids) if j % k != i]
-            rows = np.concatenate([f[g] for f, g in other])
-            if len(rows) < 16:
-                continue
-            scorer = Scorer(self.cfg, rows, rng, self.mu, self.sd)
-            step = max(1, len(held) // 4)  # at most 4 held-out images per fold: bounded fit time
-            for feats, good in held[::step]:
-                cells = self._cells(scorer, feats)
-                inner = good.copy()
-                inner[:1], inner[-1:], inner[:, :1], inner[:, -1:] = False, False, False, False
-                values.append(cells[inner])
-        v = np.concatenate(values) if values else np.zeros(0, np.float32)
-        if v.size == 0:
-            raise StartupError("the texture model has too few known-good patches to calibrate its tolerance")
-        return max(float(np.quantile(v, self.cfg.calibration_quantile)), 1e-3) / self.cfg.sensitivity
+            scorer = None
+            if "bank" in cfg.explainers:
+                rows = np.concatenate([z[g] for z, g in other])
+                if len(rows) < 16:
+                    continue
+                scorer = Scorer(cfg, rows, rng, np.zeros_like(self.mu), np.ones_like(self.sd))
+            aligned = {} if halves else self._aligned(other)
+            step = max(1, -(-len(held) // per_fold))
+            for z, good in held[::step]:
+                cells = self._cells(z, scorer, aligned.get(z.shape[:2], []))
+                inner = good & _judged(z.shape[:2], cfg)
+                parts = zip(np.array_split(cells, units, axis=1), np.array_split(inner, units, axis=1))
+                for part, ok in parts:
+                    if ok.any():
+                        maxima.append(float(part[ok].max()))
+        if not maxima:
+            raise StartupError("the texture model has too few known-good patches to calibrate its threshold")
+        v = np.array(maxima)
+        return max(gumbel_threshold(v, cfg.false_box_rate, units), 1e-3), v
 
-    def anomaly_map(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """The map at working scale (in tolerance units) and the working scale."""
+    def _grid(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         if image is None or image.size == 0 or min(image.shape[:2]) < 8:
             raise ValueError(f"the frame is too small for the texture model: {image.shape[:2]}")
         feats, s = patch_features(image, self.cfg)
-        rows, cols = feats.shape[:2]
-        cells = self._cells(self.scorer, feats) / self.tolerance
-        h, w = int(round(image.shape[0] * s)), int(round(image.shape[1] * s))
+        z = self._standard(feats)
+        return self._cells(z, self.scorer, self.aligned.get(z.shape[:2], [])) / self.tolerance, s
+
+    def _to_map(self, cells: np.ndarray, image_shape: tuple[int, ...], s: float) -> np.ndarray:
+        rows, cols = cells.shape
+        h, w = int(round(image_shape[0] * s)), int(round(image_shape[1] * s))
         st = self.cfg.stride_px
         # cell (i, j) is centred on pixel (st//2 + st*j, st//2 + st*i): resize onto that grid
         a = cv2.resize(cells, (cols * st, rows * st), interpolation=cv2.INTER_LINEAR)
         a = cv2.copyMakeBorder(a, 0, max(0, h - a.shape[0]), 0, max(0, w - a.shape[1]),
                                cv2.BORDER_REPLICATE)[:h, :w]
-        b = self.cfg.border_px
-        if b:
-            a[:b], a[-b:], a[:, :b], a[:, -b:] = 0, 0, 0, 0
-        return np.ascontiguousarray(a, np.float32), s
+        return np.ascontiguousarray(a, np.float32)
+
+    def anomaly_map(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The map at working scale (in threshold units) and the working scale."""
+        cells, s = self._grid(image)
+        return self._to_map(cells, image.shape, s), s
+
+    def boxes(self, cells: np.ndarray, s: float, frame_shape: tuple[int, int], threshold: float = 1.0):
+        """The boxes of a cell map (threshold units) at ``threshold`` (the sweep's sensitivity divides it)."""
+        p = self.cfg.boxes.model_copy(update={"threshold": threshold})
+        return boxes_from_peaks(cells, self.cfg.stride_px, p, self.cfg.box_level, self.cfg.box_grow,
+                                lambda v: v / s, frame_shape)
 
     def find(self, image: np.ndarray) -> Regions:
-        a, s = self.anomaly_map(image)
+        cells, s = self._grid(image)
         p = self.cfg.boxes
-        frame_shape = image.shape[:2]
-
-        def to_frame(b: tuple[float, float, float, float]) -> tuple[float, ...]:
-            return tuple(v / s for v in b)
-
-        boxes = boxes_from_map(_core(a, p.threshold, self.cfg.box_level), p, to_frame, frame_shape)
+        boxes = self.boxes(cells, s, image.shape[:2], p.threshold)
+        a = self._to_map(cells, image.shape, s)
         summary, score = summarize(a, None, boxes, p.threshold)
         full = cv2.resize(a, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR) if s < 1 else a
         return Regions(score=score, boxes=tuple(boxes), summary=summary, model=self.fingerprint,
                        anomaly_map=full)
-
-
-def _core(a: np.ndarray, threshold: float, level: float) -> np.ndarray:
-    """The map with each blob over the threshold cut to its core (over ``level`` x its peak): a
-    strong anomaly's box fits the anomaly, not the halo that patch pooling spreads around it."""
-    over = a > threshold
-    if level <= 0 or not over.any():
-        return a
-    n, labels = cv2.connectedComponents(over.astype(np.uint8), connectivity=8)
-    peak = np.zeros(n, np.float32)
-    np.maximum.at(peak, labels[over], a[over])
-    keep = over & (a >= level * peak[labels])
-    return np.where(keep, a, 0).astype(np.float32)
 
 
 def read_with_mask(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:

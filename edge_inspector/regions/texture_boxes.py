@@ -1,0 +1,98 @@
+"""From the texture model's cell map to boxes, and its calibrated threshold.
+
+Boxes: each local maximum over the threshold (strongest first) claims the connected region around it
+where the map rises at least ``level`` of the way from the map's background (its median) to the peak;
+a weaker maximum inside an earlier region joins it.
+The box is that region's extent, grown about its centre. The extent follows the anomaly's own
+strength, not the threshold: a pit gets the same box at any sensitivity, and two anomalies that touch
+over a low threshold still get a box each (a component over the threshold would be one box, cut to
+the stronger one's core).
+
+Threshold: the largest value of a known-good frame is an extreme value, so the per-image maxima of
+held-out known-good maps follow a Gumbel distribution. Fitted on their lower half (the 25th and 50th
+percentiles), the fit holds when up to half of the "good" images carry an unlabelled defect or wear
+that sets their maximum: the threshold is the value that a good frame exceeds with a given
+probability (the expected share of good frames with a false box), not the maximum of noisy areas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from edge_inspector.envelope import Box
+from edge_inspector.regions.boxes import BoxParams, pad_box
+
+# ln(ln 2) and ln(ln 4): the Gumbel's median and lower quartile are mu + 0.3665 beta and mu - 0.3266 beta
+_MEDIAN, _Q25 = -math.log(math.log(2.0)), -math.log(math.log(4.0))
+
+
+def gumbel_threshold(maxima: np.ndarray, rate: float, units_per_image: int = 1) -> float:
+    """The value that the maximum of a good image exceeds with probability ``rate``, from a Gumbel
+    fitted to the lower half of ``maxima`` (each image may be cut into ``units_per_image`` parts,
+    each part's maximum one sample)."""
+    v = np.asarray(maxima, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("no maxima to calibrate on")
+    q25, q50 = np.quantile(v, [0.25, 0.5])
+    # a floor on the spread: a few near-identical good images would put the threshold at their median
+    beta = max((q50 - q25) / (_MEDIAN - _Q25), 0.05 * abs(q50), 1e-6)
+    mu = q50 - _MEDIAN * beta
+    unit_rate = 1.0 - (1.0 - rate) ** (1.0 / max(1, units_per_image))
+    return float(mu - beta * math.log(-math.log(1.0 - unit_rate)))
+
+
+def peak_regions(cells: np.ndarray, threshold: float, level: float, separation: int,
+                 limit: int) -> list[tuple[float, int, int, int, int, int]]:
+    """(peak, x1, y1, x2, y2, cells) of the strongest ``limit`` regions, in cells (x2, y2 exclusive)."""
+    over = cells > threshold
+    if not over.any():
+        return []
+    background = float(np.median(cells))
+    k = 2 * max(1, separation) + 1
+    local_max = over & (cells >= cv2.dilate(cells, np.ones((k, k), np.uint8)))
+    ys, xs = np.nonzero(local_max)
+    order = np.argsort(-cells[ys, xs], kind="stable")
+    claimed = np.zeros(cells.shape, bool)
+    out: list[tuple[float, int, int, int, int, int]] = []
+    for i in order:
+        y, x = int(ys[i]), int(xs[i])
+        if claimed[y, x]:
+            continue
+        peak = float(cells[y, x])
+        floor = background + level * (peak - background)
+        _, labels = cv2.connectedComponents((cells >= floor).astype(np.uint8), connectivity=8)
+        region = (labels == labels[y, x]) & ~claimed
+        region[y, x] = True
+        claimed |= region
+        ry, rx = np.nonzero(region)
+        out.append((peak, int(rx.min()), int(ry.min()), int(rx.max()) + 1, int(ry.max()) + 1,
+                    int(region.sum())))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float, grow: float,
+                     to_frame: Callable[[float], float], frame_shape: tuple[int, int]) -> list[Box]:
+    """Boxes in frame pixels from a cell map in threshold units (cell (i, j) covers working pixels
+    [stride*j, stride*(j+1)) x [stride*i, stride*(i+1)); ``to_frame`` maps working to frame pixels)."""
+    h, w = frame_shape
+    sep = max(1, int(round(p.merge_distance_px / stride)))
+    out = []
+    for peak, x1, y1, x2, y2, n in peak_regions(cells, p.threshold, level, sep, 4 * p.max_boxes):
+        if n * stride * stride < p.min_area_px:
+            continue
+        cx, cy = stride * (x1 + x2) / 2, stride * (y1 + y2) / 2
+        hw, hh = grow * stride * (x2 - x1) / 2, grow * stride * (y2 - y1) / 2
+        box = tuple(to_frame(v) for v in (cx - hw, cy - hh, cx + hw, cy + hh))
+        margin, min_size = int(round(to_frame(p.margin_px))), int(round(to_frame(p.min_size_px)))
+        out.append(Box(*pad_box(box, margin, min_size, w, h),
+                       score=peak, area_px=int(round(to_frame(stride) ** 2 * n))))
+        if len(out) >= p.max_boxes:
+            break
+    return out
