@@ -101,7 +101,7 @@ class Station:
         self.counters = Counters()
         self.last: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
-        self._room = threading.Condition()  # the worker took a part: a paced source may trigger
+        self._room = threading.Condition()  # a part was decided: a paced source may trigger
         self.paused = threading.Event()  # set: every trigger becomes a NO-READ "paused", no model call
         self.paused_reason = ""
         self.ready = threading.Event()  # set once the services are started and the loop runs
@@ -189,15 +189,20 @@ class Station:
     # --- capture thread ---------------------------------------------------------------------
 
     def _capture(self, max_parts: int | None) -> None:
-        # A replay (wait) is paced by the station: its next part is triggered once the worker has
-        # taken the previous one, so a part's deadline never runs out in the queue.
+        # A replay (wait) is paced by the station: its next part is triggered once the previous one
+        # is decided, so a part's deadline clock starts when the worker can inspect it (pacing on the
+        # worker *taking* a part left the next one a whole inspection in the queue: issue 13, 9).
         paced = self.source.buffer_strategy is BufferStrategy.WAIT
+
+        def decided() -> bool:
+            return self.counters.decisions >= self.counters.triggers or self.stop.is_set()
+
         try:
             frames = iter(self.source.frames(self.parts, self.stop))
             while max_parts is None or self.counters.triggers < max_parts:
-                while paced and not (self.queue.empty() or self.stop.is_set()):
+                while paced and not decided():
                     with self._room:
-                        self._room.wait_for(lambda: self.queue.empty() or self.stop.is_set(), 0.5)
+                        self._room.wait_for(decided, 0.5)
                 frame = next(frames, None)
                 if frame is None:
                     break
@@ -256,6 +261,8 @@ class Station:
             self._count(inspection)
             self.last_progress_mono = time.monotonic()
             self.part_started_mono = None
+        with self._room:  # the part is decided: a paced source may trigger the next
+            self._room.notify_all()
 
     def between_parts(self, fn) -> None:
         """Run ``fn()`` while no part is being inspected: at once when the worker is idle, else as
