@@ -8,6 +8,8 @@ import threading
 from edge_inspector.config import load_config
 from edge_inspector.daemon import Station
 from edge_inspector.outputs.mqtt.status import state_of
+from edge_inspector.service.doctor import check_daemon
+from edge_inspector.service.handlers import live_status
 from edge_inspector.service.notify import assess
 from tests.helpers import wait_until
 
@@ -44,6 +46,8 @@ def test_a_full_store_is_a_station_fault_with_the_failsafe_and_it_recovers(stati
         assert (health.ok, health.state) == (False, "not_recording")  # no watchdog ping, STATUS says so
         assert state_of(station, station.versions)["state"] == "not_recording"
         assert store.health()["state"] == "failing"
+        doctor = check_daemon(cfg, live_status(station, 60, 0.0, None), "")
+        assert doctor.result == "FAIL" and "free space" in doctor.fix, doctor
         assert wait_until(lambda: [p["reason"] for p in list(station.last)[-2:]] == ["not_recorded"] * 2, 120)
         assert store.fault and store.failed >= 3  # the fail-safed parts could not be written either
         assert all(p["outcome"] == "NO-READ" for p in list(station.last)[-2:])
