@@ -5,7 +5,7 @@ station's :class:`Dispatcher`: the control socket (and so ``edge-inspector ctl``
 ``<base>/set/<name>``. The dispatcher checks the name and the value the same way for all of them,
 runs the handler the daemon bound to the name, and answers a :class:`Reply`; a handler that raises
 is an error reply, never a crash. ``Request.via`` names the door, for the log (and for a rule that
-lets only some doors change the station: ``Command.changes``).
+lets only some doors change the station: ``Command.changes``, checked here by :class:`Access`).
 """
 
 from __future__ import annotations
@@ -45,10 +45,48 @@ NAMES = tuple(COMMANDS)
 
 
 @dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is at the other end of a local door (the control socket's SO_PEERCRED)."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()  # supplementary group ids
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     name: str
     value: str = ""
     via: str = ""  # control socket, mqtt, ...
+    peer: Peer | None = None  # who sent it, where the door knows
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Which door may send which command that changes the station (``Command.changes``); commands
+    that only read are open to every door.
+
+    ``doors``: via -> the changing commands that door may send; a door not named may send all (the
+    daemon's own: SIGHUP). ``uids``/``gids``: a request that names its peer (the control socket)
+    may change the station only from one of these users or groups; both None: any peer."""
+
+    doors: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    uids: frozenset[int] | None = None
+    gids: frozenset[int] | None = None
+
+    def refusal(self, request: Request, command: Command) -> str | None:
+        if not command.changes:
+            return None
+        allowed = self.doors.get(request.via)
+        if allowed is not None and command.name not in allowed:
+            return (f"{command.name} is not enabled for {request.via} "
+                    f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
+        peer = request.peer
+        if peer is not None and (self.uids is not None or self.gids is not None):
+            uids, gids = self.uids or frozenset(), self.gids or frozenset()
+            if peer.uid not in uids and not ({peer.gid, *peer.groups} & gids):
+                return f"uid {peer.uid} may not {command.name}: not in the users or groups allowed to"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +132,25 @@ def check(request: Request) -> str | None:
 class Dispatcher:
     """Maps each command of :data:`COMMANDS` to its handler; thread-safe as the handlers are."""
 
-    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, handlers: Mapping[str, Handler], access: Access | None = None) -> None:
         missing, unknown = set(COMMANDS) - set(handlers), set(handlers) - set(COMMANDS)
         if missing or unknown:
             raise ValueError(f"handlers must cover the command table exactly: missing {sorted(missing)}, "
                              f"unknown {sorted(unknown)}")
         self.handlers = dict(handlers)
+        self.access = access or Access()
         self.served = 0
         self.refused = 0
 
     def dispatch(self, request: Request) -> Reply:
         problem = check(request)
+        if problem is None:
+            problem = self.access.refusal(request, COMMANDS[request.name])
         if problem is not None:
             self.refused += 1
             log.warning("command_refused", command=request.name[:40], via=request.via, why=problem)
             return refused(problem)
-        request = Request(request.name, request.value.strip(), request.via)
+        request = Request(request.name, request.value.strip(), request.via, request.peer)
         try:
             reply = self.handlers[request.name](request)
         except Exception as exc:  # noqa: BLE001 - a command never reaches the station as a crash

@@ -102,6 +102,14 @@ class Config(ConfigModel):
                     data = {**data, section: {"kind": kind, **data[section]}}
         return data
 
+    @model_validator(mode="after")
+    def _pause_pass_twice(self) -> Config:
+        if self.policy.failsafe.paused == "PASS" and not self.service.allow_pause_pass:
+            raise ValueError("policy.failsafe.paused: PASS lets a paused station pass parts uninspected; "
+                             "it also needs service.allow_pause_pass: true (pause opens the gate only "
+                             "when the config says so in two places)")
+        return self
+
     @property
     def db_path(self) -> Path:
         return Path(self.station.data_dir) / self.store.path

@@ -23,7 +23,7 @@ from edge_inspector.outputs.store import Store
 from edge_inspector.plc import PlcService, build_plc
 from edge_inspector.service.config import control_socket_path
 from edge_inspector.service.control import ControlServer
-from edge_inspector.service.handlers import station_dispatcher
+from edge_inspector.service.handlers import access_for, station_dispatcher
 from edge_inspector.service.notify import SystemdNotifier
 from edge_inspector.service.reload import Reloader
 from edge_inspector.service.retention import Retention
@@ -83,7 +83,7 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
                             lambda: station.cfg)
         s = cfg.service
         station.dispatcher = station_dispatcher(station, reloader, dict(cfg.mqtt.recipes),
-                                                s.watchdog.stuck_after_s, config_path)
+                                                s.watchdog.stuck_after_s, config_path, access_for(cfg))
         if plc is not None:  # the first output; arms each part at its trigger
             station.parts.hooks.append(plc.arm)
             station.services.add(PlcService(plc, lambda: station.last_progress_mono))

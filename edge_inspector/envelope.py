@@ -48,6 +48,7 @@ class Reason(StrEnum):
     CAMERA_OFFLINE = "camera_offline"
     PAUSED = "paused"  # a technician paused the station (control socket): not inspected
     REGISTRATION_FAILED = "registration_failed"  # the frame could not be registered with confidence
+    NOT_RECORDED = "not_recorded"  # the station cannot record (disk full): not inspected, fail-safe
 
 
 @dataclass(frozen=True, slots=True)

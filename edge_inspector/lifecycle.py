@@ -187,7 +187,8 @@ class Services:
 
 
 Listener = Callable[[str], None]
-"""Called with what changed (``paused``, ``resumed``, ``installed``), on the thread that changed it."""
+"""Called with what changed (``paused``, ``resumed``, ``installed``, ``fault``, ``recovered``), on the
+thread that changed it."""
 
 
 class StationView(Protocol):

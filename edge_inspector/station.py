@@ -63,9 +63,8 @@ class Counters:
 
 
 class HookedPartFactory(PartFactory):
-    """A PartFactory that tells ``hooks`` of each part as it is made, in the thread that triggered
-    it and before the image exists: the PLC link arms the part at its bridge with the deadline then.
-    A failing hook is logged; the part goes on."""
+    """A PartFactory that tells ``hooks`` of each part as it is made, in the thread that triggered it
+    and before the image exists (the PLC link arms the part then). A failing hook is logged."""
 
     def __init__(self, deadline_s: float, run_tag: str | None = None) -> None:
         super().__init__(deadline_s, run_tag)
@@ -101,7 +100,7 @@ class Station:
         self.counters = Counters()
         self.last: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
-        self._room = threading.Condition()  # the worker took a part: a paced source may trigger
+        self._room = threading.Condition()  # a part was decided: a paced source may trigger
         self.paused = threading.Event()  # set: every trigger becomes a NO-READ "paused", no model call
         self.paused_reason = ""
         self.ready = threading.Event()  # set once the services are started and the loop runs
@@ -126,6 +125,10 @@ class Station:
     @property
     def versions(self) -> Versions:
         return self._stages.versions
+
+    @property
+    def recording_fault(self) -> str | None:  # why it cannot record (a failed write), or None
+        return self.outputs.fault()
 
     def install(self, stages: Stages) -> bool:
         """Put new stages in force between two parts (the part in hand finishes under the old ones,
@@ -189,15 +192,15 @@ class Station:
     # --- capture thread ---------------------------------------------------------------------
 
     def _capture(self, max_parts: int | None) -> None:
-        # A replay (wait) is paced by the station: its next part is triggered once the worker has
-        # taken the previous one, so a part's deadline never runs out in the queue.
+        # A replay (wait) is paced: its next part is triggered once the previous one is decided.
         paced = self.source.buffer_strategy is BufferStrategy.WAIT
+        decided = lambda c=self.counters: c.decisions >= c.triggers or self.stop.is_set()  # noqa: E731
         try:
             frames = iter(self.source.frames(self.parts, self.stop))
             while max_parts is None or self.counters.triggers < max_parts:
-                while paced and not (self.queue.empty() or self.stop.is_set()):
+                while paced and not decided():
                     with self._room:
-                        self._room.wait_for(lambda: self.queue.empty() or self.stop.is_set(), 0.5)
+                        self._room.wait_for(decided, 0.5)
                 frame = next(frames, None)
                 if frame is None:
                     break
@@ -237,8 +240,6 @@ class Station:
             while self.overflow:
                 self._handle(self.overflow.popleft())
             item = self.queue.get()
-            with self._room:
-                self._room.notify_all()
             if item is _END:
                 while self.overflow:
                     self._handle(self.overflow.popleft())
@@ -249,13 +250,21 @@ class Station:
         with self._part_lock:
             self._run_between()
             self.part_started_mono = time.monotonic()
+            fault = self.recording_fault
             if self.paused.is_set():  # still one decision per trigger: a NO-READ, the fail-safe action
                 frame = replace(frame, image=None, error="the station is paused", error_reason=Reason.PAUSED)
+            elif fault:  # a station that cannot record fail-safes; this part's row tries again
+                frame = replace(frame, image=None, error=f"cannot record: {fault}",
+                                error_reason=Reason.NOT_RECORDED)
             inspection = self._stages.inspector.inspect(frame)
             self.outputs.emit(inspection)
+            if (self.recording_fault is None) != (fault is None):
+                self._changed("fault" if fault is None else "recovered")
             self._count(inspection)
             self.last_progress_mono = time.monotonic()
             self.part_started_mono = None
+        with self._room:  # decided: a paced source may trigger the next
+            self._room.notify_all()
 
     def between_parts(self, fn) -> None:
         """Run ``fn()`` while no part is being inspected: at once when the worker is idle, else as

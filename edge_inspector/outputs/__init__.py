@@ -43,6 +43,13 @@ class Outputs:
                 log.error("output_gate_failed", output=out.name, part_id=inspection.frame.part_id,
                           error=f"{type(exc).__name__}: {exc}")
 
+    def fault(self) -> str | None:
+        """Why an output cannot record now (its last write failed), or None."""
+        for out in self.outputs:
+            if out.fault:
+                return f"{out.name}: {out.fault}"
+        return None
+
     def health(self) -> list[dict[str, Any]]:
         return [{**o.health(), "failures": self.failures[o.name]} for o in self.outputs]
 

@@ -13,6 +13,7 @@ class Output(ABC):
     the failure and goes on with the others, so one failing output never silences another."""
 
     name: str = "output"
+    fault: str | None = None  # why this output cannot record now (the station says so, fail-safe)
 
     @abstractmethod
     def emit(self, inspection: Inspection) -> None: ...

@@ -159,6 +159,8 @@ class Store(Output):
         self.writers = list(writers)
         self.rows = 0
         self.refused = 0
+        self.failed = 0  # writes that failed (disk full, I/O)
+        self.fault: str | None = None
         self.db = connect(self.path)
         try:
             ok = self.db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -176,6 +178,24 @@ class Store(Output):
             raise
 
     def emit(self, inspection: Inspection) -> None:
+        """Writes the row. A write that fails (SQLITE_FULL, an I/O error, no room for the image) sets
+        :attr:`fault` (the station reports it and fail-safes every trigger) until one succeeds."""
+        try:
+            self._write(inspection)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            if self.fault is None:
+                log.error("store_write_failed", path=str(self.path), error=f"{type(exc).__name__}: {exc}",
+                          detail="the station reports it cannot record and fail-safes every trigger")
+            self.failed += 1
+            self.fault = f"cannot write {self.path.name}: {type(exc).__name__}: {exc}"
+            raise
+        if self.fault is not None:
+            log.warning("store_recovered", path=str(self.path), failed=self.failed)
+            self.fault = None
+
+    def _write(self, inspection: Inspection) -> None:
         conn = self.db.conn
         part_id = inspection.frame.part_id
         if conn.execute(f"SELECT 1 FROM {TABLE} WHERE part_id = ?", (part_id,)).fetchone():
@@ -193,11 +213,11 @@ class Store(Output):
                 self._refuse(part_id)
             for writer in self.writers:
                 writer.write(self.db, inspection)
+            conn.execute("COMMIT")  # inside: a COMMIT that fails (disk full) must not leave it open
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         self.rows += 1
 
     def _refuse(self, part_id: str) -> None:
@@ -206,7 +226,8 @@ class Store(Output):
                             "the first one is kept")
 
     def health(self) -> dict[str, Any]:
-        return {"name": self.name, "state": "ok", "rows_written": self.rows, "refused": self.refused,
+        return {"name": self.name, "state": "failing" if self.fault else "ok", "fault": self.fault,
+                "rows_written": self.rows, "refused": self.refused, "failed": self.failed,
                 "path": str(self.path)}
 
     def close(self) -> None:

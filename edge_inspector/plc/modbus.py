@@ -49,7 +49,8 @@ E_NONE, E_STALLED, E_TRIGGER_REFUSED, E_OVERRUN = range(4)
 WIRE_CODES: dict[str, int] = {
     "ok": 0, "defect": 1, "low_confidence": 2, "unreadable_frame": 3, "regions_error": 4,
     "judge_error": 5, "timeout": 6, "queue_overflow": 7, "camera_offline": 8, "paused": 9,
-    "registration_failed": 10,  # reserved for the regions stage's NO-READ (being added)
+    "registration_failed": 10,  # the regions stage's NO-READ
+    "not_recorded": 11,  # the station cannot record (disk full): fail-safe
 }
 UNKNOWN_CODE = 0xFFFF
 RESULT_CODES: dict[Reason, int] = {r: WIRE_CODES.get(r.value, UNKNOWN_CODE) for r in Reason}

@@ -34,6 +34,9 @@ class FailsafeConfig(ConfigModel):
                                    "the inspection queue was full.")
     paused: Action = Field(Action.REJECT, description="Gate action for a trigger while a technician "
                            "has paused the station (`edge-inspector ctl pause`).")
+    not_recorded: Action = Field(Action.REJECT, description="Gate action for a trigger while the "
+                                 "station cannot record its decisions (the store's last write failed: "
+                                 "disk full, I/O error) until a write succeeds again.")
 
     def action_for(self, reason: Reason) -> Action:
         return getattr(self, str(reason), Action.REJECT)

@@ -18,6 +18,12 @@ class ControlConfig(ConfigModel):
     group: str | None = Field(None, description=(
         "The socket's group (mode 0660): technicians in this group may use the status CLI and send "
         "commands. None: the daemon's own group."))
+    change_users: list[str | int] | None = Field(None, description=(
+        "Users (names or uids) who may send the commands that change the station (pause, resume, "
+        "reload, recipe) on the socket. None, with change_groups None: any user of the socket."))
+    change_groups: list[str | int] | None = Field(None, description=(
+        "Groups (names or gids) whose members may send the commands that change the station. None, "
+        "with change_users None: any user of the socket."))
 
 
 class WatchdogConfig(ConfigModel):
@@ -48,6 +54,9 @@ class RetentionConfig(ConfigModel):
 
 class ServiceConfig(ConfigModel):
     control: ControlConfig = Field(default_factory=ControlConfig, description="The control socket.")
+    allow_pause_pass: bool = Field(False, description=(
+        "Must be true, as well as policy.failsafe.paused: PASS, for a paused station to PASS parts "
+        "uninspected: pausing may open the gate only when the config says so in both places."))
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description=(
         "What counts as stuck for systemd's watchdog (WatchdogSec= in the unit sets the ping period)."))
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description=(

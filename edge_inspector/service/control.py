@@ -24,13 +24,14 @@ import json
 import os
 import selectors
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from edge_inspector.commands import Dispatcher, Request
+from edge_inspector.commands import Dispatcher, Peer, Request
 from edge_inspector.lifecycle import Service
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,23 @@ MAX_LINE = 64 * 1024
 IDLE_S = 30.0
 MAX_CLIENTS = 32
 VIA = "control socket"
+
+
+def peer_of(conn: socket.socket) -> Peer | None:
+    """The connecting process's uid, gid and supplementary groups (Linux SO_PEERCRED), or None."""
+    try:
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    except (OSError, AttributeError, struct.error):
+        return None
+    groups: tuple[int, ...] = ()
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            line = next((x for x in f if x.startswith("Groups:")), "Groups:")
+        groups = tuple(int(g) for g in line.split()[1:] if g.isdigit())
+    except OSError:
+        pass
+    return Peer(uid, gid, groups)
 
 
 class ControlError(Exception):
@@ -148,7 +166,7 @@ class ControlServer(Service):
             conn.close()
             return
         conn.settimeout(2.0)  # bounded sends; reads only happen when select says there is data
-        sel.register(conn, selectors.EVENT_READ, {"buf": b"", "seen": time.monotonic()})
+        sel.register(conn, selectors.EVENT_READ, {"buf": b"", "seen": time.monotonic(), "peer": peer_of(conn)})
 
     def _drop(self, sel: selectors.BaseSelector, conn) -> None:
         sel.unregister(conn)
@@ -166,7 +184,7 @@ class ControlServer(Service):
         data["buf"] += chunk
         while b"\n" in data["buf"]:
             line, data["buf"] = data["buf"].split(b"\n", 1)
-            if line.strip() and not self._reply(conn, self.handle_line(line)):
+            if line.strip() and not self._reply(conn, self.handle_line(line, data.get("peer"))):
                 self._drop(sel, conn)
                 return
         if len(data["buf"]) > MAX_LINE:
@@ -180,7 +198,7 @@ class ControlServer(Service):
         except OSError:
             return False
 
-    def handle_line(self, line: bytes) -> dict[str, Any]:
+    def handle_line(self, line: bytes, peer: Peer | None = None) -> dict[str, Any]:
         try:
             request = json.loads(line)
         except (ValueError, UnicodeDecodeError):
@@ -191,7 +209,7 @@ class ControlServer(Service):
         if value is None:
             value = ""
         self.requests += 1
-        return self.dispatcher.dispatch(Request(request["cmd"], value, VIA)).to_json()
+        return self.dispatcher.dispatch(Request(request["cmd"], value, VIA, peer)).to_json()
 
     def status(self) -> dict[str, Any]:
         return {"path": str(self.path), "serving": self.serving, "requests": self.requests}

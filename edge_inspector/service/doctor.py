@@ -48,6 +48,10 @@ def check_daemon(cfg, live: dict | None, why: str) -> Result:
                       "start it: `systemctl start edge-inspector`; if it does not stay up, "
                       "`journalctl -u edge-inspector -b` says why")
     detail = f"{live['state']}, pid {live['pid']}, up {live['uptime_s']:.0f} s, {live['counters']['decisions']} parts"
+    if live.get("state") == "not_recording":
+        return Result("daemon", FAIL, f"{detail}: {live.get('detail')}",
+                      "free space on station.data_dir's filesystem (or fix the I/O error in the "
+                      "journal): every trigger is fail-safed until a row is written again")
     if not live.get("healthy", True):
         return Result("daemon", FAIL, f"{detail}: {live.get('detail')}",
                       "the inspection loop is stuck; systemd's watchdog restarts it, or "

@@ -12,18 +12,23 @@ One handler per command, the same whatever the door (control socket, ``ctl``, MQ
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_inspector.commands import Dispatcher, Reply, Request, refused
+from edge_inspector.commands import Access, Dispatcher, Reply, Request, refused
+from edge_inspector.errors import StartupError
 from edge_inspector.lifecycle import StationView
 from edge_inspector.service.notify import assess
 from edge_inspector.service.reload import Reloader
 
 STARTED = "reload started; `edge-inspector status` shows the result"
 BUSY = "a reload is already running, or the station is stopping"
+MQTT_VIA = "mqtt"  # outputs/mqtt/commands.VIA
 
 
 def live_status(station: StationView, stuck_after_s: float, started_wall: float,
@@ -60,7 +65,8 @@ def live_status(station: StationView, stuck_after_s: float, started_wall: float,
 
 
 def station_dispatcher(station: StationView, reloader: Reloader, recipes: dict[str, Path],
-                       stuck_after_s: float, config_path: str | None) -> Dispatcher:
+                       stuck_after_s: float, config_path: str | None,
+                       access: Access | None = None) -> Dispatcher:
     started_wall = time.time()
 
     def status(_: Request) -> Reply:
@@ -89,4 +95,26 @@ def station_dispatcher(station: StationView, reloader: Reloader, recipes: dict[s
         return Reply(True, detail=STARTED) if started else refused(BUSY)
 
     return Dispatcher({"status": status, "pause": pause, "resume": resume, "reload": reload,
-                       "recipe": recipe})
+                       "recipe": recipe}, access)
+
+
+def access_for(cfg: Any) -> Access:
+    """Who may change the station, from the config: MQTT only the commands in ``mqtt.commands``;
+    the control socket only ``service.control.change_users``/``change_groups`` when set."""
+    c = cfg.service.control
+
+    def ids(names: list[str | int] | None, lookup: Callable[[str], int], what: str) -> frozenset[int] | None:
+        if names is None:
+            return None
+        out = set()
+        for n in names:
+            try:
+                out.add(n if isinstance(n, int) else int(n) if str(n).isdigit() else lookup(str(n)))
+            except KeyError:
+                raise StartupError(f"service.control.change_{what}: no {what[:-1]} {n!r} on this "
+                                   "machine") from None
+        return frozenset(out)
+
+    return Access({MQTT_VIA: frozenset(cfg.mqtt.commands)},
+                  ids(c.change_users, lambda n: pwd.getpwnam(n).pw_uid, "users"),
+                  ids(c.change_groups, lambda n: grp.getgrnam(n).gr_gid, "groups"))

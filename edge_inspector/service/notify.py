@@ -108,7 +108,7 @@ class Health:
     """How the inspection loop is: ``ok`` is what the watchdog pings on."""
 
     ok: bool
-    state: str  # starting | running | idle | paused | stopping | stuck
+    state: str  # starting | running | idle | paused | not_recording | stopping | stuck
     detail: str = ""
 
 
@@ -130,6 +130,10 @@ def assess(station: StationView, stuck_after_s: float, now: float | None = None)
     if started is not None and now - started > stuck_after_s:
         return Health(False, "stuck", f"the worker has been on one part for {now - started:.1f} s "
                                       f"(limit {stuck_after_s:g} s)")
+    fault = getattr(station, "recording_fault", None)
+    if fault:  # no watchdog ping: a station that cannot record says so (systemd restarts it)
+        return Health(False, "not_recording", f"every trigger is a NO-READ (not_recorded) until a "
+                                              f"write succeeds: {fault}")
     if station.paused.is_set():
         return Health(True, "paused", "every trigger is a NO-READ (paused)")
     idle = started is None and station.queue.qsize() == 0

@@ -6,6 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
+from edge_inspector.commands import COMMANDS
 from edge_inspector.config_base import ConfigModel, ConfigPath, SecretRef
 from edge_inspector.outputs.mqtt.ha_discovery import HomeAssistantConfig
 
@@ -62,6 +63,9 @@ class MqttConfig(ConfigModel):
                                    "than this are ignored (and logged).")
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description=(
         "Home Assistant MQTT discovery (opt-in): the station's entities appear in Home Assistant."))
+    commands: list[str] = Field(default_factory=list, description=(
+        "The commands that change the station which .../set/<name> may send (pause, resume, reload, "
+        "recipe). Empty (the default): MQTT is read-only (status only)."))
     recipes: dict[str, ConfigPath] = Field(default_factory=dict, description=(
         "The recipes .../set/recipe may switch to: name -> recipe file (the VLM judge's judge.recipe). "
         "Empty: recipe switching over MQTT is off."))
@@ -72,6 +76,14 @@ class MqttConfig(ConfigModel):
         if any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/") or "//" in v:
             raise ValueError("a topic prefix has no wildcards (+ #), no empty levels and no leading or "
                              "trailing slash")
+        return v
+
+    @field_validator("commands")
+    @classmethod
+    def _commands(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in COMMANDS]
+        if bad:
+            raise ValueError(f"unknown commands {bad} (known: {', '.join(COMMANDS)})")
         return v
 
     @field_validator("recipes")

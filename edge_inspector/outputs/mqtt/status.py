@@ -42,8 +42,9 @@ def state_of(station: Any, versions: Versions) -> dict[str, Any]:
     paused = station.paused.is_set()
     paused_reason = station.paused_reason
     plc = next((o for o in snap.get("outputs", []) if o.get("name") in PLC_OUTPUTS), None)
-    return {"state": "paused" if paused else "running",
-            "paused_reason": (paused_reason or None) if paused else None,
+    fault = getattr(station, "recording_fault", None)
+    return {"state": "not_recording" if fault else "paused" if paused else "running",
+            "paused_reason": (paused_reason or None) if paused else None, "fault": fault,
             "station": versions.station, "recipe": versions.recipe, "recipe_version": versions.recipe_version,
             "model": versions.model, "config": versions.config,
             "camera": snap.get("source"), "plc": plc or {"name": "none", "state": "none"}}

@@ -148,7 +148,8 @@ def test_set_commands_pause_resume_and_bad_payloads_ignored(broker, subscriber, 
     # a retained command left on the broker reaches the daemon with the retain flag at every
     # (re)connect: it must not pause the station
     pub.publish(f"{BASE}/set/pause", b"stale", qos=1, retain=True).wait_for_publish(5)
-    d = daemon(broker, f"mqtt.recipes={{pcb: {recipe}}}", "mqtt.command_max_bytes=64", interval_ms=80)
+    d = daemon(broker, f"mqtt.recipes={{pcb: {recipe}}}", "mqtt.command_max_bytes=64",
+               "mqtt.commands=[pause, resume, recipe]", interval_ms=80)
     assert wait_until(lambda: sub.on("state") and len(sub.results()) >= 2, 60), d.log_path.read_text()[-3000:]
     pub.publish(f"{BASE}/set/pause", b"", qos=1, retain=True).wait_for_publish(5)  # clear the retained
 
