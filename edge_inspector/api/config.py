@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_inspector.commands import COMMANDS
 from edge_inspector.config_base import ConfigModel, SecretRef
 
 LOOPBACK_NAMES = ("localhost",)
@@ -34,6 +35,18 @@ class ApiConfig(ConfigModel):
         "Decisions buffered per live-feed client; a slower client loses the oldest, never the station."))
     max_upload_mb: float = Field(32.0, gt=0, le=1024, description=(
         "The largest image POST /api/v1/inspect accepts."))
+    commands: list[str] = Field(default_factory=list, description=(
+        "The commands that change the station which POST /api/v1/control/<name> (and the page's "
+        "buttons) may send (pause, resume, reload). Empty (the default): the API is read-only, as "
+        "MQTT is: a loopback port is open to every user of the machine."))
+
+    @field_validator("commands")
+    @classmethod
+    def _commands(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in COMMANDS]
+        if bad:
+            raise ValueError(f"unknown commands {bad} (known: {', '.join(COMMANDS)})")
+        return v
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ApiConfig:

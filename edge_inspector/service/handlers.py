@@ -29,6 +29,7 @@ from edge_inspector.service.reload import Reloader
 STARTED = "reload started; `edge-inspector status` shows the result"
 BUSY = "a reload is already running, or the station is stopping"
 MQTT_VIA = "mqtt"  # outputs/mqtt/commands.VIA
+HTTP_VIA = "http"  # api/app.py
 
 
 def live_status(station: StationView, stuck_after_s: float, started_wall: float,
@@ -99,7 +100,8 @@ def station_dispatcher(station: StationView, reloader: Reloader, recipes: dict[s
 
 
 def access_for(cfg: Any) -> Access:
-    """Who may change the station, from the config: MQTT only the commands in ``mqtt.commands``;
+    """Who may change the station, from the config: MQTT only the commands in ``mqtt.commands``, the
+    HTTP API only those in ``api.commands``;
     the control socket only ``service.control.change_users``/``change_groups`` when set."""
     c = cfg.service.control
 
@@ -115,6 +117,6 @@ def access_for(cfg: Any) -> Access:
                                    "machine") from None
         return frozenset(out)
 
-    return Access({MQTT_VIA: frozenset(cfg.mqtt.commands)},
+    return Access({MQTT_VIA: frozenset(cfg.mqtt.commands), HTTP_VIA: frozenset(cfg.api.commands)},
                   ids(c.change_users, lambda n: pwd.getpwnam(n).pw_uid, "users"),
                   ids(c.change_groups, lambda n: grp.getgrnam(n).gr_gid, "groups"))

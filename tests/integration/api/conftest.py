@@ -55,7 +55,7 @@ def start(cfg_path, env_token: str | None = None) -> tuple[Live, threading.Threa
 @pytest.fixture
 def live(station_config):
     """The demo station, a part every 100 ms, the API on 127.0.0.1:<free port>."""
-    path = station_config(api={"enabled": True, "port": 0},
+    path = station_config(api={"enabled": True, "port": 0, "commands": ["pause", "resume", "reload"]},
                           capture={"kind": "demo", "interval_ms": 100, "defect_rate": 0.5})
     running, thread = start(path)
     yield running

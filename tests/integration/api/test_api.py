@@ -184,3 +184,20 @@ def test_stopping_ends_an_open_feed_cleanly(station_config):
         client.close()
         thread.join(60)
     assert not thread.is_alive()
+
+
+def test_the_api_is_read_only_unless_the_config_enables_its_commands(station_config):
+    """Issue 13: any local user reaches a loopback port, so changing the station over HTTP needs
+    api.commands, as MQTT needs mqtt.commands; status still answers."""
+    from tests.integration.api.conftest import start
+
+    live, thread = start(station_config(api={"enabled": True, "port": 0}))
+    try:
+        status, body = live.json("POST", "/api/v1/control/pause", {"value": "lunch"})
+        assert status == 409 and "not enabled for http" in json.dumps(body)
+        assert not live.station.paused.is_set()
+        status, body = live.json("GET", "/api/v1/status")
+        assert status == 200 and "paused" not in json.dumps(body.get("state", ""))
+    finally:
+        live.station.request_stop("test")
+        thread.join(60)
