@@ -38,7 +38,9 @@ def availability(sub) -> list[str]:
 
 def test_results_state_stats_and_availability(broker, subscriber, daemon):
     sub = subscriber(broker)
-    d = daemon(broker, "mqtt.stats_interval_s=0.5", max_parts=10)
+    # 10 parts 150 ms apart: the run lasts at least 1.5 s however fast the machine inspects, so the
+    # 0.5 s stats period fires (with a fast regions stage 10 back-to-back parts took 0.3 s)
+    d = daemon(broker, "mqtt.stats_interval_s=0.5", max_parts=10, interval_ms=150)
     assert d.wait(90) == 0
     db = d.db
     ids = part_ids(db)
