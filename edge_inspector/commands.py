@@ -44,6 +44,14 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 NAMES = tuple(COMMANDS)
 
 
+def known_names(names: list[str]) -> list[str]:
+    """``names`` when each is a command of the table (a door's config lists them), else ValueError."""
+    bad = [c for c in names if c not in COMMANDS]
+    if bad:
+        raise ValueError(f"unknown commands {bad} (known: {', '.join(COMMANDS)})")
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Who is at the other end of a local door (the control socket's SO_PEERCRED)."""

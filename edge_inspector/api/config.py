@@ -6,7 +6,7 @@ import ipaddress
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_inspector.commands import COMMANDS
+from edge_inspector.commands import known_names
 from edge_inspector.config_base import ConfigModel, SecretRef
 
 LOOPBACK_NAMES = ("localhost",)
@@ -43,10 +43,7 @@ class ApiConfig(ConfigModel):
     @field_validator("commands")
     @classmethod
     def _commands(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in COMMANDS]
-        if bad:
-            raise ValueError(f"unknown commands {bad} (known: {', '.join(COMMANDS)})")
-        return v
+        return known_names(v)
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ApiConfig:

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_inspector.commands import COMMANDS
+from edge_inspector.commands import known_names
 from edge_inspector.config_base import ConfigModel, ConfigPath, SecretRef
 from edge_inspector.outputs.mqtt.ha_discovery import HomeAssistantConfig
 
@@ -81,10 +81,7 @@ class MqttConfig(ConfigModel):
     @field_validator("commands")
     @classmethod
     def _commands(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in COMMANDS]
-        if bad:
-            raise ValueError(f"unknown commands {bad} (known: {', '.join(COMMANDS)})")
-        return v
+        return known_names(v)
 
     @field_validator("recipes")
     @classmethod
