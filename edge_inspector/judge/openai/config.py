@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from edge_inspector.config_base import PROJECT_DIR, ConfigModel, ConfigPath, SecretRef
-from edge_inspector.judge.vlm.config import CascadeConfig
+from edge_inspector.config_base import PROJECT_DIR, ConfigPath, SecretRef
+from edge_inspector.judge.vlm.config import CascadeConfig, PromptImages
 
 
-class OpenAIJudgeConfig(ConfigModel):
+class OpenAIJudgeConfig(PromptImages):
     kind: Literal["openai"] = Field("openai", description=(
         "Selects the remote judge: the VLM answers from an OpenAI-compatible server "
         "(/v1/chat/completions), with the same prompt, parser and votes as the local VLM judge."))
@@ -58,11 +58,6 @@ class OpenAIJudgeConfig(ConfigModel):
     verify_tls: bool = Field(True, description="Check the server's certificate for https URLs.")
     ca_file: ConfigPath | None = Field(None, description=(
         "CA certificate(s) (PEM) that sign the server's certificate. None: the system's CA store."))
-    frame_max_pixels: int = Field(1024 * 1024, ge=3136, description=(
-        "The frame is resized (aspect kept) to at most this many pixels before it is sent."))
-    crop_max_pixels: int = Field(448 * 448, ge=3136, description="Likewise for each zoomed region crop.")
-    reference_max_pixels: int = Field(1024 * 1024, ge=3136, description="Likewise for reference images.")
-    max_regions: int = Field(4, ge=0, le=16, description="Most region crops shown to the model per part.")
     deadline_margin_ms: float = Field(5.0, ge=0.0, description=(
         "The request's timeout is the time left before the part's deadline less this margin."))
     cascade: CascadeConfig = Field(default_factory=CascadeConfig, description="The regions-score cascade.")

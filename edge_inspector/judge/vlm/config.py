@@ -21,7 +21,17 @@ class CascadeConfig(ConfigModel):
         "measured value."))
 
 
-class VlmJudgeConfig(ConfigModel):
+class PromptImages(ConfigModel):
+    """How much of each image the model is shown: the same for a local and a served model."""
+
+    frame_max_pixels: int = Field(1024 * 1024, ge=3136, description=(
+        "The frame is resized (aspect kept) to at most this many pixels before the model sees it."))
+    crop_max_pixels: int = Field(448 * 448, ge=3136, description="Likewise for each zoomed region crop.")
+    reference_max_pixels: int = Field(1024 * 1024, ge=3136, description="Likewise for reference images.")
+    max_regions: int = Field(4, ge=0, le=16, description="Most region crops shown to the model per part.")
+
+
+class VlmJudgeConfig(PromptImages):
     kind: Literal["vlm"] = Field("vlm", description="Selects the VLM judge (Qwen2.5-VL / Qwen3-VL).")
     model_dir: ConfigPath = Field(..., title="Model directory", description=(
         "A local Qwen2.5-VL or Qwen3-VL checkpoint directory (full precision or AWQ 4-bit). Nothing is "
@@ -54,11 +64,6 @@ class VlmJudgeConfig(ConfigModel):
     prefix_cache: bool = Field(True, description=(
         "Compute the fixed part of the prompt (instructions, recipe, reference images) once and reuse "
         "its key/value cache for every part; recomputed when the recipe changes."))
-    frame_max_pixels: int = Field(1024 * 1024, ge=3136, description=(
-        "The frame is resized (aspect kept) to at most this many pixels before the vision tower."))
-    crop_max_pixels: int = Field(448 * 448, ge=3136, description="Likewise for each zoomed region crop.")
-    reference_max_pixels: int = Field(1024 * 1024, ge=3136, description="Likewise for reference images.")
-    max_regions: int = Field(4, ge=0, le=16, description="Most region crops shown to the model per part.")
     deadline_margin_ms: float = Field(5.0, ge=0.0, description=(
         "Generation stops (timeout) when the next step is expected to end less than this before the "
         "part's deadline."))
