@@ -142,9 +142,9 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
 
 # -- the model -----------------------------------------------------------------------------------------
 
-def lora_targets(model, vision: bool) -> str:
-    """A regex (peft matches it against full module names) for the Linear layers that get adapters:
-    every Linear of the language model's decoder, and of the vision tower when ``vision``."""
+def lora_targets(model, vision: bool) -> list[str]:
+    """The full names of the Linear layers that get adapters: every Linear of the language model's
+    decoder, and of the vision tower (blocks and merger) when ``vision``. Never the output head."""
     import torch
 
     scopes = [n for n, _ in model.named_modules() if n.endswith("language_model")][:1]
@@ -152,10 +152,15 @@ def lora_targets(model, vision: bool) -> str:
         scopes += [n for n, _ in model.named_modules() if n.endswith("visual")][:1]
     if not scopes or (vision and len(scopes) < 2):
         raise StartupError("train: cannot find the language model (and vision tower) in this checkpoint")
-    leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                     if isinstance(m, torch.nn.Linear) and any(n.startswith(s + ".") for s in scopes)})
-    scope = "|".join(re.escape(s) for s in scopes)
-    return rf"^(?:{scope})\..*\.(?:{'|'.join(re.escape(x) for x in leaves)})$"
+    return [n for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and any(n.startswith(s + ".") for s in scopes)]
+
+
+def describe_targets(names: list[str]) -> dict[str, Any]:
+    """A short account of the adapted layers for run.json: how many, of which kinds, where."""
+    return {"count": len(names), "kinds": sorted({n.rsplit(".", 1)[-1] for n in names}),
+            "language_model": sum("language_model" in n for n in names),
+            "vision": sum("visual" in n for n in names)}
 
 
 def build_peft(model, lora: LoraSettings):
@@ -329,7 +334,7 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    extra = {"target_modules": model.peft_config["default"].target_modules,
+    extra = {"target_modules": describe_targets(sorted(model.peft_config["default"].target_modules)),
              "trainable_params": sum(p.numel() for p in trainable)}
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     encoder = make_encoder(loaded, processor, settings.max_pixels)
