@@ -34,17 +34,17 @@ def _base_dtype(base: Path) -> str:
 
 def merge(run_dir: Path, out: Path | None = None, device: str = "cpu") -> Path:
     """Merge ``run_dir``'s adapter into its base; returns the merged checkpoint directory."""
-    import torch
-    from peft import PeftModel
-
-    from edge_inspector.judge.vlm.loading import load_model
-
     t0 = time.monotonic()
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     if not run.get("finished") or not (run_dir / ADAPTER / "adapter_config.json").is_file():
         raise RunError(f"{run_dir}: the run has not finished (no {ADAPTER}/): finish it with "
                        "'edge-inspector train --resume' first")
+    import torch
+    from peft import PeftModel
+
+    from edge_inspector.judge.vlm.loading import load_model
+
     base = Path(run["base"])
     out = Path(out) if out is not None else run_dir / MERGED
     loaded = load_model(base, device=device, dtype="float32")

@@ -311,10 +311,6 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
           on_step: Callable[[int, float], None] | None = None) -> RunResult:
     """Fine-tune ``base`` on ``dataset`` into ``run_dir``. ``on_step(step, loss)`` is called after each
     step (1-based step numbers)."""
-    import torch
-
-    from edge_inspector.learn.encode import collate
-
     t0 = time.monotonic()
     run_dir = Path(run_dir)
     data = load_dataset(dataset)
@@ -325,6 +321,9 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
         _check_resume(run_dir, prev, base, data, settings)
     elif (run_dir / RUN_FILE).exists() or checkpoints(run_dir):
         raise RunError(f"{run_dir} already holds a run: --resume to continue it, or another --out")
+    import torch  # after the cheap checks: a wrong option fails in a moment
+
+    from edge_inspector.learn.encode import collate
 
     loaded, processor = load_base(base, device, dtype)
     dev = loaded.device
