@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -89,12 +90,7 @@ def peak_memory(device) -> int:
 
 
 def run(args) -> dict:
-    import contextlib
-
     import torch
-
-    with contextlib.redirect_stdout(sys.stderr):  # peft imports gptqmodel where installed: it prints a banner
-        import peft  # noqa: F401
 
     from edge_inspector.learn.train import LoraSettings, build_peft
 
@@ -169,7 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    r = run(args)
+    # peft and transformers import gptqmodel where it is installed, which prints a banner on file
+    # descriptor 1: stdout is kept for the result
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        r = run(args)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
     if args.json:
         print(json.dumps(r))
     else:
