@@ -61,7 +61,7 @@ def make_batch(config, batch: int, sides: list[int], text_tokens: int, answer_to
     labels = torch.full_like(input_ids, -100)
     labels[:, -answer_tokens:] = input_ids[:, -answer_tokens:]
     out = {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device),
-           "labels": labels.to(device)}
+           "labels": labels.to(device), "mm_token_type_ids": (input_ids == config.image_token_id).int().to(device)}
     if sides:
         n_patches = sum(t * h * w for t, h, w in grids)
         out["pixel_values"] = torch.randn(n_patches, 3 * temporal * patch * patch, generator=g).to(device)

@@ -93,8 +93,11 @@ class ConversationEncoder:
         return EncodedExample(ex.id, ids, labels, pixels, grids)
 
 
-def collate(batch: list[EncodedExample], pad_id: int):
-    """Right-padded input ids, attention mask and labels; the images of every row, in order."""
+def collate(batch: list[EncodedExample], pad_id: int, image_token_id: int):
+    """Right-padded input ids, attention mask and labels; the images of every row, in order; and
+    ``mm_token_type_ids`` (1 on image tokens), without which transformers gives the sequence 1-D
+    positions instead of the 3-D rope positions the judge computes (Qwen2.5-VL silently, Qwen3-VL
+    with an error)."""
     import torch
 
     n = max(len(e.ids) for e in batch)
@@ -105,7 +108,8 @@ def collate(batch: list[EncodedExample], pad_id: int):
         ids[r, :len(e.ids)] = torch.tensor(e.ids)
         labels[r, :len(e.labels)] = torch.tensor(e.labels)
         mask[r, :len(e.ids)] = 1
-    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels,
+           "mm_token_type_ids": ((ids == image_token_id) & (mask == 1)).int()}
     pixels = [e.pixel_values for e in batch if e.pixel_values is not None]
     if pixels:
         out["pixel_values"] = torch.cat(pixels)

@@ -216,7 +216,7 @@ def mean_loss(model, encoder, examples, device, batch: int = 1) -> float | None:
         for i in range(0, len(examples), batch):
             enc = [encoder.encode(e) for e in examples[i:i + batch]]
             n = sum(e.answer_tokens for e in enc)
-            out = model(**_to(collate(enc, pad), device))
+            out = model(**_to(collate(enc, pad, encoder.encoder.image_token), device))
             total += out.loss.item() * n
             count += n
     model.train(was_training)
@@ -368,7 +368,7 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
         while step < settings.steps:
             ts = time.monotonic()
             idx = batch_indices(step, settings.batch, len(data.train), settings.seed)
-            batch = collate([encoder.encode(data.train[i]) for i in idx], pad)
+            batch = collate([encoder.encode(data.train[i]) for i in idx], pad, encoder.encoder.image_token)
             out = model(**_to(batch, dev))
             value = out.loss.detach().item()
             if not math.isfinite(value):

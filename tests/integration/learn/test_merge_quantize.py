@@ -35,7 +35,7 @@ def test_the_merged_model_gives_the_logits_of_base_plus_adapter(trained, merged,
     loaded, processor = load_base(tiny_qwen, "cpu", "auto")
     enc = make_encoder(loaded, processor, 1024 * 1024)
     data = load_dataset(dataset_dir)
-    batch = collate([enc.encode(e) for e in data.val], loaded.tokenizer.pad_token_id)
+    batch = collate([enc.encode(e) for e in data.val], loaded.tokenizer.pad_token_id, enc.encoder.image_token)
     base_logits = _logits(loaded.model, batch)
     peft_model = PeftModel.from_pretrained(loaded.model, trained.run_dir / "adapter").eval()
     adapted = _logits(peft_model, batch)

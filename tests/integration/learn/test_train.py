@@ -51,6 +51,31 @@ def test_a_conversation_is_encoded_as_the_judge_encodes_its_prompt(base, dataset
     assert enc.labels[:n_prompt] == [IGNORE] * n_prompt and enc.ids[n_prompt:] == answer
 
 
+def test_a_padded_training_batch_gives_the_judges_logits(base, dataset_dir):
+    """3-D rope positions as the judge's engine computes them, per row, despite the padding."""
+    from edge_inspector.judge.vlm.engine import Engine, SamplingSettings
+    from edge_inspector.learn.encode import collate
+
+    loaded, processor = base
+    encoder = make_encoder(loaded, processor, 1024 * 1024)
+    rows = [encoder.encode(e) for e in load_dataset(dataset_dir).train[:2]]
+    assert len(rows[0].ids) != len(rows[1].ids)  # one row is padded
+    batch = collate(rows, loaded.tokenizer.pad_token_id, encoder.encoder.image_token)
+    with torch.no_grad():
+        together = loaded.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        engine = Engine(loaded, {"frame": 1024 * 1024}, SamplingSettings())
+        start = 0
+        for r, row in enumerate(rows):
+            n_img = 2
+            patches = int(row.grids.prod(-1).sum())
+            positions = engine._positions(row.ids, row.grids)
+            alone = loaded.model(input_ids=torch.tensor([row.ids]), position_ids=positions,
+                                 pixel_values=batch["pixel_values"][start:start + patches],
+                                 image_grid_thw=batch["image_grid_thw"][r * n_img:(r + 1) * n_img]).logits
+            start += patches
+            assert torch.allclose(together[r, :len(row.ids)], alone[0], atol=1e-4), r
+
+
 def test_only_language_model_adapters_are_trainable(tiny_qwen):
     loaded, _ = load_base(tiny_qwen, "cpu", "auto")
     model = build_peft(loaded.model, LoraSettings(rank=4))
