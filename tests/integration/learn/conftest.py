@@ -29,6 +29,16 @@ def tiny_qwen(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory) -> Path:
+    if (reuse := os.environ.get("EDGE_INSPECTOR_TINY_MODELS")) and (Path(reuse) / "qwen3_vl/config.json").is_file():
+        return Path(reuse) / "qwen3_vl"
+    from make_tiny_models import build_tokenizer, qwen3_vl_config, save_vlm
+
+    tok = build_tokenizer()
+    return save_vlm(qwen3_vl_config(tok), tok, 16, tmp_path_factory.mktemp("tiny3") / "qwen3_vl")
+
+
+@pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory) -> Path:
     from dataset_fixture import write_dataset
 

@@ -101,3 +101,15 @@ def test_quantize_on_the_dataset_and_parity(trained, merged, dataset_dir):
     assert rc == (0 if report["ok"] else 1)
     assert all(0.0 < p["p_original"] < 1.0 and 0.0 < p["p_quantized"] < 1.0 for p in report["parts"])
     assert report["max_diff"] == max(abs(p["p_original"] - p["p_quantized"]) for p in report["parts"])
+
+
+def test_a_qwen3_vl_base_trains_and_merges(tiny_qwen3, dataset_dir, tmp_path):
+    from edge_inspector.judge.vlm.loading import load_model
+    from edge_inspector.learn.merge import merge
+    from edge_inspector.learn.train import LoraSettings, TrainSettings, train
+
+    run = train(dataset_dir, tiny_qwen3, tmp_path / "run", TrainSettings(steps=3, lr=3e-3, batch=4,
+                lora=LoraSettings(rank=4)), device="cpu", progress=False)
+    assert run.loss[-1] < run.loss[0]
+    merged = load_model(merge(tmp_path / "run"), device="cpu")
+    assert merged.info.family == "qwen3_vl"
