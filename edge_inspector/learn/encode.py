@@ -37,9 +37,11 @@ class EncodedExample:
         return sum(1 for x in self.labels if x != IGNORE)
 
 
-def render(template_owner, messages: list[dict], generation_prompt: bool) -> str:
-    """The messages through the checkpoint's chat template, as text (images as placeholders)."""
-    return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def render(processor, messages: list[dict], generation_prompt: bool) -> str:
+    """The messages through the checkpoint's chat template (the processor's; the tokenizer's where the
+    checkpoint has none for its processor), as text with the images as placeholders."""
+    owner = processor if getattr(processor, "chat_template", None) else processor.tokenizer
+    return owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def to_segments(text: str, images: list[Path], where: str) -> list[Segment]:

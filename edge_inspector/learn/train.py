@@ -333,7 +333,8 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    extra = {"target_modules": describe_targets(sorted(model.peft_config["default"].target_modules)),
+    adapted = [n for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in getattr(m, "lora_A", {})]
+    extra = {"target_modules": describe_targets(adapted),
              "trainable_params": sum(p.numel() for p in trainable)}
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     encoder = make_encoder(loaded, processor, settings.max_pixels)

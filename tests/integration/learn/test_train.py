@@ -101,6 +101,8 @@ def test_the_loss_falls_on_a_set_the_model_can_learn(trained):
     assert run["finished"] is True and run["steps"] == 16 and run["loss"] == loss
     assert run["dataset_hash"] == load_dataset(run["dataset"]).dataset_hash
     assert run["lora"]["rank"] == 8 and run["lora"]["vision"] is False and run["val_loss"] == trained.val_loss
+    assert run["lora"]["target_modules"] == {"count": 14, "language_model": 14, "vision": 0, "kinds": [
+        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]}
     assert (trained.run_dir / "adapter/adapter_model.safetensors").is_file()
 
 
@@ -140,3 +142,15 @@ def test_a_resumed_run_gives_the_losses_of_an_uninterrupted_one(tiny_qwen, datas
     b = load_file(str(tmp_path / "cut/adapter/adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert resumed.val_loss == pytest.approx(whole.val_loss, rel=1e-5)
+
+
+def test_vision_adapters_train_and_gradient_checkpointing_gives_the_same_losses(tiny_qwen, dataset_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    runs = [train(dataset_dir, tiny_qwen, tmp_path / f"gc{gc}", TrainSettings(
+        steps=3, lr=3e-3, batch=2, gradient_checkpointing=gc, lora=LoraSettings(rank=4, vision=True)),
+        device="cpu", progress=False) for gc in (False, True)]
+    assert runs[1].loss == pytest.approx(runs[0].loss, rel=1e-4)
+    names = list(load_file(str(tmp_path / "gcFalse/adapter/adapter_model.safetensors")))
+    assert any("visual" in n for n in names) and any("language_model" in n for n in names)
+    assert runs[0].record["lora"]["target_modules"]["vision"] > 0
