@@ -101,6 +101,7 @@ class RunResult:
     finished: bool
     seconds: float
     record: dict[str, Any]
+    model: Any = None  # the trained peft model (base weights frozen, adapters trained)
 
 
 # -- the run directory ---------------------------------------------------------------------------------
@@ -410,4 +411,4 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
     log.info("train_done", run=str(run_dir), steps=step, first_loss=loss[0] if loss else None,
              last_loss=loss[-1] if loss else None, val_loss=val, val_loss_before=val_before,
              seconds=round(seconds, 1))
-    return RunResult(run_dir, loss, val, val_before, True, seconds, record)
+    return RunResult(run_dir, loss, val, val_before, True, seconds, record, model)

@@ -113,6 +113,20 @@ def test_the_adapter_holds_language_model_lora_tensors_only(trained):
     assert names and all(("lora_A" in n or "lora_B" in n) and "language_model" in n for n in names)
 
 
+def test_training_leaves_every_base_weight_as_it_was(trained, tiny_qwen):
+    fresh, _ = load_base(tiny_qwen, "cpu", "auto")
+    base = fresh.model.state_dict()
+    seen, lora = set(), 0
+    for name, p in trained.model.named_parameters():
+        if "lora_" in name:
+            lora += 1
+            continue
+        key = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        assert torch.equal(p.detach(), base[key]), key
+        seen.add(key)
+    assert lora == 2 * 14 and seen == {k for k, _ in fresh.model.named_parameters()}
+
+
 def test_a_resumed_run_gives_the_losses_of_an_uninterrupted_one(tiny_qwen, dataset_dir, tmp_path):
     from safetensors.torch import load_file
 
