@@ -57,8 +57,7 @@ class Example:
 
     @property
     def images(self) -> list[Path]:
-        return [Path(p["image"]) for m in self.messages if isinstance(m["content"], list)
-                for p in m["content"] if p.get("type") == "image"]
+        return [Path(p["image"]) for m in self.messages for p in m["content"] if p["type"] == "image"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +77,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _content(where: str, role: str, content: Any, root: Path) -> Any:
+def _content(where: str, role: str, content: Any, root: Path) -> list[dict[str, str]]:
+    """A message's content as a list of text and image parts (a plain string is one text part);
+    image paths resolved against the dataset directory and checked."""
     if isinstance(content, str):
-        return content
+        return [{"type": "text", "text": content}]
     if not isinstance(content, list) or not content:
         raise DatasetError(f"{where}: the {role} message's content must be a string or a non-empty list")
     parts = []
@@ -122,7 +123,7 @@ def parse_example(raw: str, where: str, root: Path, line: int) -> Example:
     messages = tuple({"role": m["role"], "content": _content(where, m["role"], m.get("content"), root)}
                      for m in msgs)
     answer = messages[-1]["content"]
-    if isinstance(answer, str) or any(p["type"] != "text" for p in answer):
+    if any(p["type"] != "text" for p in answer):
         raise DatasetError(f"{where}: the assistant's answer must be text parts only")
     if not "".join(p["text"] for p in answer).strip():
         raise DatasetError(f"{where}: the assistant's answer is empty")

@@ -37,6 +37,15 @@ def _rewrite(ds: Path, split: str, change) -> None:
     (ds / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
+def test_plain_string_content_is_one_text_part(ds):
+    def strings(lines):
+        lines[0]["messages"][0]["content"] = "the system text"
+        lines[0]["messages"][2]["content"] = "defective: no"
+    _rewrite(ds, "train", strings)
+    ex = load_dataset(ds, verify=False).train[0]
+    assert ex.messages[0]["content"] == [{"type": "text", "text": "the system text"}] and ex.answer == "defective: no"
+
+
 def test_a_file_changed_after_export_is_refused(ds):
     _rewrite(ds, "train", lambda lines: lines.pop())
     with pytest.raises(DatasetError, match="train.jsonl does not match its sha256"):
