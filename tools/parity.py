@@ -1,6 +1,7 @@
 """Golden parity: a quantized checkpoint's P(defective) against its unquantized original.
 
-    python tools/parity.py ORIGINAL_DIR QUANTIZED_DIR [--manifest M] [--n 8] [--tolerance 0.05]
+    python tools/parity.py ORIGINAL_DIR QUANTIZED_DIR [--manifest M] [--n 8] [--tolerance 0.05] [--json OUT]
+    python tools/parity.py RUN_DIR/merged RUN_DIR/awq --json RUN_DIR/parity.json   # after a fine-tune
 
 Both models are loaded through the production path (the VLM judge's loader and prompt) one after the
 other, and P(defective) is read from the decision token's logits on the same fixed parts (a manifest,
@@ -11,6 +12,7 @@ run it on every quantization.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,12 @@ class ParityReport:
     def ok(self) -> bool:
         return self.max_diff <= self.tolerance
 
+    def to_json(self, original: Path, quantized: Path, names: list[str]) -> dict:
+        return {"original": str(original), "quantized": str(quantized), "tolerance": self.tolerance,
+                "max_diff": self.max_diff, "agreement": self.agreement, "ok": self.ok, "n": len(names),
+                "parts": [{"name": n, "p_original": a, "p_quantized": b}
+                          for n, a, b in zip(names, self.p_original, self.p_quantized, strict=True)]}
+
 
 def p_defective(model_dir: Path, parts: list[Part], recipe: Path, device: str = "auto") -> list[float]:
     """P(defective) from the logits (no sampling) for each part, through the production judge."""
@@ -76,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", type=Path, default=REPO / "configs/recipes/pcb.yaml")
     ap.add_argument("--tolerance", type=float, default=0.05, help="largest allowed |dP(defective)|")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--json", type=Path, metavar="OUT", help="also write the report as JSON (e.g. RUN_DIR/parity.json)")
     args = ap.parse_args(argv)
     parts = read_manifest(args.manifest) if args.manifest else synthetic_parts(args.n, seed=7)
     r = compare(args.original, args.quantized, parts, args.recipe, args.tolerance, args.device)
     for part, a, b in zip(parts, r.p_original, r.p_quantized, strict=True):
         print(f"{part.name:32s} P_orig={a:.4f} P_quant={b:.4f} |d|={abs(a - b):.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(r.to_json(args.original, args.quantized, [p.name for p in parts]),
+                                        indent=2) + "\n", encoding="utf-8")
     verdict = "PASS" if r.ok else "FAIL"
     print(f"{verdict}: max |dP(defective)| = {r.max_diff:.4f} (tolerance {args.tolerance}), "
           f"decision agreement {r.agreement:.0%} over {len(parts)} parts")

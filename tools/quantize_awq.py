@@ -1,6 +1,12 @@
 """Quantize a Qwen-VL checkpoint to AWQ 4-bit with gptqmodel, calibrating on recorded images.
 
     python tools/quantize_awq.py SRC_DIR OUT_DIR --images DIR [--group-size 128] [--samples 64]
+    python tools/quantize_awq.py RUN_DIR/merged RUN_DIR/awq --calib-dataset DATASET_DIR
+
+``--calib-dataset`` calibrates on a training dataset's conversations (``dataset export``; the judge's
+own prompt with its reference, frame and crop images, and the answer), so that the activations AWQ
+scales for are the ones the fine-tuned model sees; ``--images`` on a folder of frames with a short
+prompt; neither: synthetic bare-PCB frames.
 
 Only the language model's decoder layers are quantized (gptqmodel's Qwen-VL definition); the vision
 tower stays in full precision, and the written config says so in its skip list
@@ -40,6 +46,27 @@ def _calibration_images(images: Path | None, n: int):
             for i in range(n)]
 
 
+def _dataset_calibration(dataset: Path, n: int) -> list[list[dict]]:
+    """The dataset's conversations (train, then val), each image as an RGB PIL image."""
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from edge_inspector.learn.dataset import load_dataset
+
+    data = load_dataset(dataset)
+    calib = []
+    for ex in (data.train + data.val)[:n]:
+        messages = []
+        for m in ex.messages:
+            content = m["content"]
+            if isinstance(content, list):
+                content = [{"type": "image", "image": Image.open(p["image"]).convert("RGB")}
+                           if p["type"] == "image" else p for p in content]
+            messages.append({"role": m["role"], "content": content})
+        calib.append(messages)
+    return calib
+
+
 def fix_skip_list(out: Path) -> None:
     """Write the vision tower into the checkpoint's skip list (gptqmodel writes none)."""
     cfg_path = out / "config.json"
@@ -50,7 +77,7 @@ def fix_skip_list(out: Path) -> None:
 
 
 def quantize(src: Path, out: Path, images: Path | None = None, samples: int = 16, group_size: int = 128,
-             bits: int = 4) -> Path:
+             bits: int = 4, calib_dataset: Path | None = None) -> Path:
     """Quantize ``src`` into ``out``; returns ``out``. Runs on CPU (torch AWQ kernel) or CUDA."""
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(min(2, os.cpu_count() or 1)))
     import torch
@@ -63,8 +90,11 @@ def quantize(src: Path, out: Path, images: Path | None = None, samples: int = 16
     cuda = torch.cuda.is_available()
     qcfg = AWQConfig(bits=bits, group_size=group_size, sym=False, device="cuda" if cuda else "cpu")
     model = GPTQModel.load(str(src), quantize_config=qcfg, dtype=torch.float16 if cuda else torch.bfloat16)
-    calib = [[{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": _PROMPT}]}]
-             for img in _calibration_images(images, samples)]
+    if calib_dataset is not None:
+        calib = _dataset_calibration(calib_dataset, samples)
+    else:
+        calib = [[{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": _PROMPT}]}]
+                 for img in _calibration_images(images, samples)]
     model.quantize(calib, batch_size=1, backend=BACKEND.AUTO if cuda else BACKEND.AWQ_TORCH)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
@@ -84,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="where to write the AWQ checkpoint")
     ap.add_argument("--images", type=Path, help="a folder of recorded frames to calibrate on "
                                                 "(default: synthetic bare-PCB frames)")
-    ap.add_argument("--samples", type=int, default=64, help="calibration images to use")
+    ap.add_argument("--calib-dataset", type=Path, metavar="DIR", help="calibrate on a training dataset's "
+                    "conversations (dataset export); excludes --images")
+    ap.add_argument("--samples", type=int, default=64, help="calibration images (or conversations) to use")
     ap.add_argument("--group-size", type=int, default=128, help="AWQ group size")
     args = ap.parse_args(argv)
-    quantize(args.src, args.out, args.images, args.samples, args.group_size)
+    if args.images and args.calib_dataset:
+        ap.error("--images and --calib-dataset exclude each other")
+    quantize(args.src, args.out, args.images, args.samples, args.group_size, calib_dataset=args.calib_dataset)
     print(f"wrote {args.out}; now run: python tools/parity.py {args.src} {args.out}")
     return 0
 
