@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 
 class RejectImagesConfig(ConfigModel):
     keep: bool = Field(True, description="Save an image of every REJECT and NO-READ with its boxes.")
+    keep_frame: bool = Field(True, description=(
+        "Beside each saved image, also the frame as the judge saw it (lossless PNG, no overlay): what "
+        "`edge-inspector dataset export` trains on. Pruned with the images."))
     max_age_days: float = Field(30.0, gt=0, description="Images older than this are deleted.")
     max_total_mb: float = Field(2048.0, gt=0, description="The images' total size is kept under this.")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of the saved images.")
@@ -41,6 +44,15 @@ def heat_overlay(out: np.ndarray, anomaly_map: np.ndarray, threshold: float = 1.
     heat = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (np.clip((level - 0.25) / 0.25, 0.0, 1.0) * 0.45)[:, :, None]
     return (out * (1.0 - alpha) + heat * alpha).astype(np.uint8)
+
+
+FRAME_SUFFIX = ".frame.png"
+
+
+def frame_path_for(image_path: str | Path) -> Path:
+    """Where the plain frame of a saved (overlaid) image is: ``<part>.frame.png`` beside it."""
+    p = Path(image_path)
+    return p.with_name(p.stem + FRAME_SUFFIX)
 
 
 def overlay(image: np.ndarray, inspection: Inspection) -> np.ndarray:
@@ -86,6 +98,10 @@ class RejectImages:
             return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if cfg.keep_frame:  # first: a row whose image exists has its frame too
+                ok, png = cv2.imencode(".png", frame.image)
+                if ok:
+                    frame_path_for(path).write_bytes(png.tobytes())
             path.write_bytes(buf.tobytes())
         except OSError as exc:  # disk full: the decision goes on without its image
             self.skipped_disk_full += 1

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from edge_inspector.outputs.images import frame_path_for
 from edge_inspector.outputs.store import TABLE
 
 log = structlog.get_logger(__name__)
@@ -52,6 +53,7 @@ def _delete_batch(conn: sqlite3.Connection, where: str, args: list, batch: int) 
     for _, image in rows:
         if image:
             Path(image).unlink(missing_ok=True)
+            frame_path_for(image).unlink(missing_ok=True)
     return len(rows)
 
 
