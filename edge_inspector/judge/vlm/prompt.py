@@ -142,6 +142,15 @@ def build_prompt(recipe: Recipe, frame: np.ndarray, crops: Sequence[np.ndarray] 
                   form=judge_form(tuple(recipe.defect_names), len(crops)))
 
 
+def prompt_for(recipe: Recipe, frame: np.ndarray, crops: Sequence[np.ndarray], boxes: Sequence[Box],
+               references: Sequence[np.ndarray], part_reference: np.ndarray | None, max_regions: int) -> Prompt:
+    """The prompt the judge sends for one part: the regions stage's first ``max_regions`` crops (best
+    first) and their boxes. The VLM judge calls this; so does the dataset export, so that a model is
+    trained on exactly what it is shown at inference."""
+    return build_prompt(recipe, frame, tuple(crops)[:max_regions], tuple(boxes)[:max_regions], references,
+                        part_reference)
+
+
 _MARK = re.compile(r"<\|im_start\|>(\w+)\n|<\|im_end\|>\n?")
 
 
