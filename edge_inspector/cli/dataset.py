@@ -17,7 +17,7 @@ from edge_inspector.errors import EdgeInspectorError
 def register(sub) -> None:
     p = sub.add_parser("dataset", help="export labelled inspections as a fine-tuning data set")
     dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
-    e = dsub.add_parser("export", help="labelled inspections -> DIR/train.jsonl, val.jsonl, images/, manifest.json")
+    e = dsub.add_parser("export", help="labelled inspections -> DIR/{train,val}.jsonl, images/, manifest.json")
     add_config_options(e, required=True)
     e.add_argument("--out", "-o", required=True, metavar="DIR", help="a new (or empty) folder")
     e.add_argument("--val-share", type=float, default=0.2, metavar="F",

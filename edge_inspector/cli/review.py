@@ -41,7 +41,8 @@ def register(sub) -> None:
     lp.add_argument("--split", type=float, default=0.2, metavar="S",
                     help="a pass whose defective vote share is within [S, 1-S] is split (default 0.2)")
     lp.add_argument("--audit-share", type=float, default=0.05, metavar="F",
-                    help="share of confident passes sampled for audit, by a hash of the part id (default 0.05)")
+                    help="share of confident passes sampled for audit, by a hash of the part id "
+                    "(default 0.05)")
     lp.set_defaults(func=cmd_list)
 
     bp = rsub.add_parser("label", help="store a person's label of one inspection")
@@ -95,7 +96,8 @@ def render(out: dict) -> None:
     console = Console(file=sys.stdout, width=140)
     c = out["counts"]
     console.print(f"[bold]review queue[/bold]  {out['database']}   NO-READ {c['no_read']}   reject "
-                  f"{c['reject']}   uncertain {c['uncertain']}   audit {c['audit']}   (labelled {out['labelled']})")
+                  f"{c['reject']}   uncertain {c['uncertain']}   audit {c['audit']}   "
+                  f"(labelled {out['labelled']})")
     table = Table()
     for col in ("why", "part", "time", "decision", "reason", "P(def)", "conf", "votes", "image"):
         table.add_column(col)
@@ -104,10 +106,13 @@ def render(out: dict) -> None:
         return "-" if v is None else f"{v:.2f}"
 
     for r in out["queue"]:
-        when = time.strftime("%m-%d %H:%M:%S", time.localtime(r["trigger_time"])) if r.get("trigger_time") else ""
-        votes = "-" if r.get("vote_share") is None else f"{r['vote_share']:.2f} of {r.get('valid_votes') or 0}"
-        table.add_row(r["why"], r["part_id"], when, r["outcome"], r["reason"] or "", num(r.get("p_defective")),
-                      num(r.get("confidence")), votes, "yes" if r.get("image_path") else "")
+        t = r.get("trigger_time")
+        when = time.strftime("%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+        share = r.get("vote_share")
+        votes = "-" if share is None else f"{share:.2f} of {r.get('valid_votes') or 0}"
+        table.add_row(r["why"], r["part_id"], when, r["outcome"], r["reason"] or "",
+                      num(r.get("p_defective")), num(r.get("confidence")), votes,
+                      "yes" if r.get("image_path") else "")
     console.print(table)
 
 
@@ -139,7 +144,8 @@ def cmd_label(args: argparse.Namespace) -> int:
         labels.migrate(db, path)
         reviewer = args.reviewer if args.reviewer is not None else _os_user()
         try:
-            row = labels.add_label(db, args.part_id, args.label, args.defect_type, reviewer, args.note, via="cli")
+            row = labels.add_label(db, args.part_id, args.label, args.defect_type, reviewer, args.note,
+                                   via="cli")
         except labels.UnknownPart:
             raise ReviewError(f"no inspection with part id {args.part_id!r} in {path}") from None
         except ValueError as exc:

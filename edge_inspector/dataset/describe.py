@@ -28,8 +28,8 @@ PHRASES: dict[str, tuple[str, ...]] = {
                  "the copper has a pin hole"),
 }
 GENERIC = ("the part shows this defect", "a defect of this type is visible", "this defect is present")
-GOOD = ("no defect; the part matches the known-good reference.", "the part looks like the reference, no defect.",
-        "nothing differs from a known-good part.")
+GOOD = ("no defect; the part matches the known-good reference.",
+        "the part looks like the reference, no defect.", "nothing differs from a known-good part.")
 
 
 def _pick(options: Sequence[str], key: str) -> str:

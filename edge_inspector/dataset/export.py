@@ -91,7 +91,8 @@ def boxes_of(stored: str | None) -> tuple[Box, ...]:
     out = []
     for b in json.loads(stored or "[]"):
         x1, y1, x2, y2 = b["box"]
-        out.append(Box(int(x1), int(y1), int(x2), int(y2), float(b.get("score", 0.0)), int(b.get("area_px", 0))))
+        out.append(Box(int(x1), int(y1), int(x2), int(y2), float(b.get("score", 0.0)),
+                       int(b.get("area_px", 0))))
     return tuple(out)
 
 
@@ -109,7 +110,8 @@ def station_examples(db, ctx: Context) -> Iterator[Example]:
     latest = labels.latest(db)
     for part_id in sorted(latest):
         lab = latest[part_id]
-        rows = list(db.query(f"SELECT part_id, image_path, boxes, votes FROM {TABLE} WHERE part_id = ?", [part_id]))
+        rows = list(db.query(f"SELECT part_id, image_path, boxes, votes FROM {TABLE} WHERE part_id = ?",
+                             [part_id]))
         if not rows:
             ctx.skipped["no_inspection"] += 1  # pruned by retention since it was labelled
             continue
@@ -245,7 +247,8 @@ def export(cfg, out: Path, val_share: float = 0.2, extra: Iterable[Example] = ()
     out.mkdir(parents=True, exist_ok=True)
     images = ImageWriter(out)
     lines: dict[str, list[str]] = {s: [] for s in SPLITS}
-    counts = {s: {"examples": 0, "good": 0, "defective": 0, "types": Counter(), "synthetic": 0} for s in SPLITS}
+    counts = {s: {"examples": 0, "good": 0, "defective": 0, "types": Counter(), "synthetic": 0}
+              for s in SPLITS}
     db = connect(cfg.db_path, readonly=True)
     seen: set[str] = set()
     try:

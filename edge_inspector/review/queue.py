@@ -80,7 +80,8 @@ def build_queue(db: sqlite_utils.Database, settings: QueueSettings = QueueSettin
             continue
         got = classify(row, settings)
         if got is not None:
-            found.append((GROUPS.index(got[0]), got[1], -(row["trigger_time"] or 0.0), {**row, "why": got[0]}))
+            newest = -(row["trigger_time"] or 0.0)
+            found.append((GROUPS.index(got[0]), got[1], newest, {**row, "why": got[0]}))
     found.sort(key=lambda t: t[:3])
     counts = dict.fromkeys(GROUPS, 0)
     for _, _, _, row in found:
