@@ -44,7 +44,8 @@ def test_a_label_records_who_when_and_the_last_one_is_in_force(db):
     labels.add_label(d, "a", "good", reviewer="bob", via="http")
     assert [r["label"] for r in labels.labels_for(d, "a")] == ["defective", "good"]  # history kept
     now = labels.latest(d)["a"]
-    assert (now["label"], now["reviewer"], now["via"], now["verdict"]) == ("good", "bob", "http", "false_alarm")
+    assert (now["label"], now["reviewer"], now["via"], now["verdict"]) == (
+        "good", "bob", "http", "false_alarm")
 
 
 def test_bad_labels_are_refused_with_what_was_wrong(db):

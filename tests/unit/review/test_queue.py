@@ -12,7 +12,8 @@ from edge_inspector.review.queue import QueueSettings, audit_draw, build_queue
 
 def row(pid, outcome, t, p=None, conf=None, share=None):
     return {"part_id": pid, "outcome": outcome, "action": "reject" if outcome != "PASS" else "pass",
-            "reason": {"PASS": "ok", "REJECT": "defect", "NO-READ": "judge_error"}[outcome], "trigger_time": t,
+            "reason": {"PASS": "ok", "REJECT": "defect", "NO-READ": "judge_error"}[outcome],
+            "trigger_time": t,
             "p_defective": p, "confidence": conf, "vote_share": share}
 
 
