@@ -36,13 +36,14 @@ def register(sub) -> None:
     lp.add_argument("--db", metavar="PATH", help="read this database instead of the config's")
     lp.add_argument("--json", action="store_true", help="print JSON")
     lp.add_argument("--limit", "-n", type=int, default=20, help="how many parts (default 20; 0: all)")
-    lp.add_argument("--low-confidence", type=float, default=0.9, metavar="C",
-                    help="a pass under this confidence is uncertain (default 0.9)")
-    lp.add_argument("--split", type=float, default=0.2, metavar="S",
-                    help="a pass whose defective vote share is within [S, 1-S] is split (default 0.2)")
-    lp.add_argument("--audit-share", type=float, default=0.05, metavar="F",
+    lp.add_argument("--low-confidence", type=float, default=None, metavar="C",
+                    help="a pass under this confidence is uncertain (default: images.review_confidence, 0.9)")
+    lp.add_argument("--split", type=float, default=None, metavar="S",
+                    help="a pass whose defective vote share is within [S, 1-S] is split "
+                    "(default: images.review_split, 0.2)")
+    lp.add_argument("--audit-share", type=float, default=None, metavar="F",
                     help="share of confident passes sampled for audit, by a hash of the part id "
-                    "(default 0.05)")
+                    "(default: images.audit_share, 0.05)")
     lp.set_defaults(func=cmd_list)
 
     bp = rsub.add_parser("label", help="store a person's label of one inspection")
@@ -69,11 +70,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from edge_inspector.outputs.store import connect
     from edge_inspector.review.queue import QueueSettings, build_queue
 
+    path, cfg = _db_path(args)
+    images = cfg.images if cfg is not None else None  # the passes whose images the station kept
+    base = QueueSettings() if images is None else QueueSettings(
+        images.review_confidence, images.review_split, images.audit_share)
     try:
-        settings = QueueSettings(args.low_confidence, args.split, args.audit_share)
+        settings = QueueSettings(base.low_confidence if args.low_confidence is None else args.low_confidence,
+                                 base.split if args.split is None else args.split,
+                                 base.audit_share if args.audit_share is None else args.audit_share)
     except ValueError as exc:
         raise ReviewError(str(exc)) from None
-    path, _ = _db_path(args)
     if not path.exists():
         raise EdgeInspectorError(f"no database at {path}: has the station run yet?")
     db = connect(path, readonly=True)

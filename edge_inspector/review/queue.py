@@ -9,17 +9,21 @@ In order of use to the learning loop:
 4. ``audit``: a small deterministic sample of the confident passes (a part is in it when the hash of
    its id falls under ``audit_share``), so that a miss the station is sure of still gets seen.
 
+The rule for passes is the image saver's (``outputs/images.py: pass_review``), with the same
+defaults (``images.review_confidence``, ``images.review_split``, ``images.audit_share``), so that the
+passes the queue lists are the passes whose image (and plain frame) the station kept.
+
 Within a group, ties go to the newest part. Read-only: any number of readers beside the writer.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
+from edge_inspector.outputs.images import audit_draw, pass_review
 from edge_inspector.outputs.store import TABLE
 from edge_inspector.review import labels
 
@@ -43,9 +47,7 @@ class QueueSettings:
             raise ValueError("audit_share must be between 0 and 1")
 
 
-def audit_draw(part_id: str) -> float:
-    """A number in [0, 1) fixed by the part id: the audit sample is the same on every run."""
-    return int.from_bytes(hashlib.sha256(part_id.encode()).digest()[:8], "big") / 2.0 ** 64
+__all__ = ["GROUPS", "QueueSettings", "audit_draw", "build_queue", "classify"]
 
 
 def classify(row: dict[str, Any], s: QueueSettings) -> tuple[str, float] | None:
@@ -56,15 +58,14 @@ def classify(row: dict[str, Any], s: QueueSettings) -> tuple[str, float] | None:
         return "no_read", 0.0
     if outcome == "REJECT":
         return "reject", p if p is not None else 1.0  # the least sure reject first
-    conf = row.get("confidence")
-    share = row.get("vote_share")
-    split = share is not None and s.split <= share <= 1.0 - s.split
-    if split or (conf is not None and conf < s.low_confidence) or p is None:
-        closeness = abs(p - 0.5) if p is not None else 0.0
-        return "uncertain", closeness
-    draw = audit_draw(row["part_id"])
-    if draw < s.audit_share:
-        return "audit", draw
+    if p is None:
+        return "uncertain", 0.0  # a pass with no probability: never expected, worth a look
+    why = pass_review(row["part_id"], row.get("confidence"), row.get("vote_share"), s.low_confidence, s.split,
+                      s.audit_share)
+    if why == "uncertain":
+        return why, abs(p - 0.5)
+    if why == "audit":
+        return why, audit_draw(row["part_id"])
     return None
 
 
