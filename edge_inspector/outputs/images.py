@@ -22,7 +22,8 @@ log = structlog.get_logger(__name__)
 
 
 class RejectImagesConfig(ConfigModel):
-    keep: bool = Field(True, description="Save an image of every REJECT and NO-READ with its boxes.")
+    keep: bool = Field(True, description=(
+        "Save an image of every REJECT and NO-READ with its boxes (and of the passes worth a review)."))
     review_confidence: float = Field(0.9, ge=0, le=1, description=(
         "Also save the image of a PASS whose confidence is under this, or whose defective vote share is "
         "within [review_split, 1 - review_split]: the review queue's uncertain passes, so a person can "
