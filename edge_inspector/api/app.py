@@ -59,8 +59,9 @@ class LabelBody(BaseModel):
         "What the part is, whatever the station decided (or give verdict)."))
     verdict: Literal["defect", "false_alarm"] | None = Field(None, description=(
         "The page's wording: a true defect (defective), or a false alarm (good). Used when label is absent."))
-    defect_type: str | None = Field(None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
-                                    description="What the defect is (label defective).")
+    defect_type: str | None = Field(None, max_length=64, description=(
+        "What the defect is (label defective), a recipe's defect name; case, spaces and hyphens are "
+        "folded (\"Pin hole\" is pin_hole)."))
     reviewer: str = Field("", max_length=64, description="Who reviewed it.")
     note: str = Field("", max_length=500, description="Anything else.")
 

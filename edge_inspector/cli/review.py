@@ -137,6 +137,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     from edge_inspector.review import labels
 
     path, cfg = _db_path(args)
+    args.defect_type = labels.normal_type(args.defect_type)
     if args.defect_type and args.label != "defective":
         raise ReviewError("--type goes with --label defective only")
     names = _taxonomy(cfg) if cfg is not None else None

@@ -64,6 +64,12 @@ def label_of_verdict(verdict: str) -> Label:
     return "defective" if verdict == "defect" else "good"
 
 
+def normal_type(defect_type: str | None) -> str | None:
+    """A defect type as a recipe spells it: "Pin hole", "pin-hole" are ``pin_hole``; blank is None."""
+    text = re.sub(r"[\s\-]+", "_", (defect_type or "").strip().lower())
+    return text or None
+
+
 def add_label(db: sqlite_utils.Database, part_id: str, label: Label, defect_type: str | None = None,
               reviewer: str = "", note: str = "", via: str = "") -> dict[str, Any]:
     """Store one review of ``part_id`` (the labels table at :data:`SCHEMA_VERSION`: :func:`migrate`
@@ -71,7 +77,7 @@ def add_label(db: sqlite_utils.Database, part_id: str, label: Label, defect_type
     label or defect type that is not one."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}, not {label!r}")
-    defect_type = (defect_type or "").strip() or None
+    defect_type = normal_type(defect_type)
     if defect_type is not None:
         if label != "defective":
             raise ValueError("a defect type goes with the label defective only")

@@ -58,5 +58,7 @@ def test_bad_labels_are_refused_with_what_was_wrong(db):
     with pytest.raises(ValueError, match="defective only"):
         labels.add_label(d, "a", "good", "short")
     with pytest.raises(ValueError, match="snake_case"):
-        labels.add_label(d, "a", "defective", "Short Circuit")
-    assert labels.latest(d) == {}
+        labels.add_label(d, "a", "defective", "short!")
+    assert labels.add_label(d, "b", "defective", " Pin-hole ")["defect_type"] == "pin_hole"
+    assert labels.add_label(d, "c", "defective", "Spurious copper")["defect_type"] == "spurious_copper"
+    assert set(labels.latest(d)) == {"b", "c"}
