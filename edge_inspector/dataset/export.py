@@ -78,6 +78,12 @@ class Context:
     limits: PromptImages
     zoom: ZoomConfig
     skipped: Counter = field(default_factory=Counter)
+    other_recipe: int = 0  # examples whose part was judged under another version of the recipe
+
+    @property
+    def recipe_version(self) -> str:
+        """As the judge stamps rows (``RecipeSource.version``)."""
+        return hashlib.sha256(self.recipe_path.read_bytes()).hexdigest()[:12]
 
 
 def split_of(part_id: str, val_share: float) -> str:
@@ -107,11 +113,12 @@ def voted_region(stored_votes: str | None, n_regions: int) -> int | None:
 def station_examples(db, ctx: Context) -> Iterator[Example]:
     """The labelled inspections of the store, by part id, each with its label in force."""
     names = set(ctx.recipe.defect_names)
+    version = ctx.recipe_version
     latest = labels.latest(db)
     for part_id in sorted(latest):
         lab = latest[part_id]
-        rows = list(db.query(f"SELECT part_id, image_path, boxes, votes FROM {TABLE} WHERE part_id = ?",
-                             [part_id]))
+        rows = list(db.query(f"SELECT part_id, image_path, boxes, votes, recipe_version FROM {TABLE} "
+                             "WHERE part_id = ?", [part_id]))
         if not rows:
             ctx.skipped["no_inspection"] += 1  # pruned by retention since it was labelled
             continue
@@ -139,6 +146,7 @@ def station_examples(db, ctx: Context) -> Iterator[Example]:
         box = boxes[region - 1] if region else None
         note = " ".join((lab["note"] or "").split())
         text = note or describe(dtype, box, frame.shape, part_id)
+        ctx.other_recipe += bool(row["recipe_version"]) and row["recipe_version"] != version
         yield Example(part_id, lab["label"], dtype, frame, boxes, tuple(crops), region, text)
 
 
@@ -273,7 +281,6 @@ def export(cfg, out: Path, val_share: float = 0.2, extra: Iterable[Example] = ()
         files[path.name] = sha256_file(path)
     for rel, path in images.files.items():
         files[rel] = sha256_file(path)
-    recipe_bytes = ctx.recipe_path.read_bytes()
     manifest = {
         "format": FORMAT,
         "dataset_hash": dataset_hash(files),
@@ -282,12 +289,13 @@ def export(cfg, out: Path, val_share: float = 0.2, extra: Iterable[Example] = ()
             **{s: {**counts[s], "types": dict(sorted(counts[s]["types"].items()))} for s in SPLITS},
             "total": sum(counts[s]["examples"] for s in SPLITS),
             "skipped": dict(sorted(ctx.skipped.items())),
+            "judged_with_another_recipe": ctx.other_recipe,  # built with this one all the same
         },
         "split": {"by": "sha256 of the part id", "val_share": val_share},
         "config": {"path": str(config_path or ""), "fingerprint": cfg.fingerprint(),
                    "database": str(cfg.db_path)},
         "recipe": {"path": str(ctx.recipe_path), "product": ctx.recipe.product,
-                   "version": hashlib.sha256(recipe_bytes).hexdigest()[:12],
+                   "version": ctx.recipe_version,
                    "content_hash": ctx.recipe.content_hash(), "defect_types": list(ctx.recipe.defect_names)},
         "prompt_images": ctx.limits.model_dump(),
         "zoom": ctx.zoom.model_dump(),

@@ -65,6 +65,7 @@ def test_exported_conversations_are_the_prompts_the_judge_sent(station_config, t
     assert r.returncode == 0, r.stderr
     manifest = json.loads(r.stdout)
     assert manifest["prompt_images"]["max_regions"] == 2 and manifest["counts"]["train"]["examples"] == 2
+    assert manifest["counts"]["judged_with_another_recipe"] == 0  # the rows' recipe_version is this one
     lines = {x["id"]: x for x in map(json.loads, (out / "train.jsonl").read_text().splitlines())}
     roles = set()
     for part, label in ((good, "good"), (bad, "defective")):
