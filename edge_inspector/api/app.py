@@ -19,11 +19,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from edge_inspector import commands
-from edge_inspector.api import history, labels
+from edge_inspector.api import history
 from edge_inspector.api.feed import Feed
 from edge_inspector.api.inspect import BadUpload, UploadInspector
 from edge_inspector.api.metrics import Metrics
 from edge_inspector.outputs.store import connect
+from edge_inspector.review import labels
 
 STATIC = Path(__file__).with_name("static")
 PREFIX = "/api/v1"
@@ -54,8 +55,13 @@ class ControlBody(BaseModel):
 
 
 class LabelBody(BaseModel):
-    verdict: Literal["defect", "false_alarm"] = Field(description="true defect, or a false alarm")
-    defect_type: str | None = Field(None, max_length=64, description="What the defect is (verdict defect).")
+    label: Literal["good", "defective"] | None = Field(None, description=(
+        "What the part is, whatever the station decided (or give verdict)."))
+    verdict: Literal["defect", "false_alarm"] | None = Field(None, description=(
+        "The page's wording: a true defect (defective), or a false alarm (good). Used when label is absent."))
+    defect_type: str | None = Field(None, max_length=64, description=(
+        "What the defect is (label defective), a recipe's defect name; case, spaces and hyphens are "
+        "folded (\"Pin hole\" is pin_hole)."))
     reviewer: str = Field("", max_length=64, description="Who reviewed it.")
     note: str = Field("", max_length=500, description="Anything else.")
 
@@ -131,9 +137,15 @@ def create_app(ctx: ApiContext) -> FastAPI:
     def add_label(part_id: str, body: LabelBody) -> dict[str, Any]:
         db = connect(ctx.db_path)
         try:
-            return labels.add_label(db, part_id, body.verdict, body.defect_type, body.reviewer, body.note)
+            label = body.label or (labels.label_of_verdict(body.verdict) if body.verdict else None)
+            if label is None:
+                raise HTTPException(422, "give label (good or defective) or verdict (defect or false_alarm)")
+            defect_type = body.defect_type if label == "defective" else None
+            return labels.add_label(db, part_id, label, defect_type, body.reviewer, body.note, via="http")
         except labels.UnknownPart as exc:
             raise HTTPException(404, f"no inspection {part_id!r}") from exc
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
         finally:
             db.conn.close()
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_inspector.api import labels
+from edge_inspector.review import labels
 from edge_inspector.outputs.store import TABLE, connect
 
 JSON_COLUMNS = ("boxes", "votes", "map", "timings")

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from edge_inspector.api import labels
+from edge_inspector.review import labels
 from edge_inspector.api.app import ApiContext, create_app
 from edge_inspector.api.config import ApiConfig
 from edge_inspector.api.feed import Feed
@@ -70,7 +70,7 @@ class ApiService(Service):
         sock.setblocking(False)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        db = connect(self.station.cfg.db_path)  # the labels table is this package's to migrate
+        db = connect(self.station.cfg.db_path)  # the labels table: its owner migrates it
         try:
             labels.migrate(db, self.station.cfg.db_path)
         finally:

@@ -4,6 +4,7 @@ retention service (``service/prune.py``), one owner on its own thread."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -21,7 +22,19 @@ log = structlog.get_logger(__name__)
 
 
 class RejectImagesConfig(ConfigModel):
-    keep: bool = Field(True, description="Save an image of every REJECT and NO-READ with its boxes.")
+    keep: bool = Field(True, description=(
+        "Save an image of every REJECT and NO-READ with its boxes (and of the passes worth a review)."))
+    review_confidence: float = Field(0.9, ge=0, le=1, description=(
+        "Also save the image of a PASS whose confidence is under this, or whose defective vote share is "
+        "within [review_split, 1 - review_split]: the review queue's uncertain passes, so a person can "
+        "look at them (0: none)."))
+    review_split: float = Field(0.2, gt=0, le=0.5, description="See review_confidence.")
+    audit_share: float = Field(0.05, ge=0, le=1, description=(
+        "Also save the image of this share of the other passes, picked by a hash of the part id: the "
+        "review queue's audit sample (`edge-inspector review list`; 0: none)."))
+    keep_frame: bool = Field(True, description=(
+        "Beside each saved image, also the frame as the judge saw it (lossless PNG, no overlay): what "
+        "`edge-inspector dataset export` trains on. Pruned with the images."))
     max_age_days: float = Field(30.0, gt=0, description="Images older than this are deleted.")
     max_total_mb: float = Field(2048.0, gt=0, description="The images' total size is kept under this.")
     jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of the saved images.")
@@ -43,6 +56,31 @@ def heat_overlay(out: np.ndarray, anomaly_map: np.ndarray, threshold: float = 1.
     return (out * (1.0 - alpha) + heat * alpha).astype(np.uint8)
 
 
+FRAME_SUFFIX = ".frame.png"
+
+
+def audit_draw(part_id: str) -> float:
+    """A number in [0, 1) fixed by the part id: the audit sample is the same parts on every run."""
+    return int.from_bytes(hashlib.sha256(part_id.encode()).digest()[:8], "big") / 2.0 ** 64
+
+
+def pass_review(part_id: str, confidence: float | None, vote_share: float | None, low_confidence: float,
+                split: float, audit_share: float) -> str | None:
+    """Why a PASS is worth a person's look: ``uncertain`` (confidence under ``low_confidence``, or a
+    defective vote share within [split, 1 - split]), ``audit`` (its id's draw under ``audit_share``),
+    or None. The review queue and the image saver decide with this one rule."""
+    if (confidence is not None and confidence < low_confidence) or (
+            vote_share is not None and split <= vote_share <= 1.0 - split):
+        return "uncertain"
+    return "audit" if audit_draw(part_id) < audit_share else None
+
+
+def frame_path_for(image_path: str | Path) -> Path:
+    """Where the plain frame of a saved (overlaid) image is: ``<part>.frame.png`` beside it."""
+    p = Path(image_path)
+    return p.with_name(p.stem + FRAME_SUFFIX)
+
+
 def overlay(image: np.ndarray, inspection: Inspection) -> np.ndarray:
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     if inspection.regions is not None and inspection.regions.anomaly_map is not None:
@@ -58,9 +96,21 @@ def overlay(image: np.ndarray, inspection: Inspection) -> np.ndarray:
     return out
 
 
+def worth_saving(inspection: Inspection, cfg: RejectImagesConfig) -> bool:
+    """Every REJECT and NO-READ; a PASS that the review queue will list (:func:`pass_review`)."""
+    if inspection.decision.outcome is not Outcome.PASS:
+        return True
+    v = inspection.verdict
+    share = v.details.get("vote_share") if v is not None else None
+    share = share if isinstance(share, int | float) else None
+    return pass_review(inspection.frame.part_id, v.confidence if v is not None else None, share,
+                       cfg.review_confidence, cfg.review_split, cfg.audit_share) is not None
+
+
 class RejectImages:
-    """Saves the image of every REJECT and NO-READ with its boxes; ``cfg`` is read per image (a
-    reload changes it through ``live_cfg``)."""
+    """Saves the image of every REJECT and NO-READ with its boxes, and of the passes worth a review
+    (uncertain, the audit sample); ``cfg`` is read per image (a reload changes it through
+    ``live_cfg``)."""
 
     def __init__(self, cfg: RejectImagesConfig, root: Path,
                  live_cfg: Callable[[], RejectImagesConfig] | None = None) -> None:
@@ -77,7 +127,7 @@ class RejectImages:
     def save(self, inspection: Inspection) -> str | None:
         frame = inspection.frame
         cfg = self.cfg
-        if not cfg.keep or frame.image is None or inspection.decision.outcome is Outcome.PASS:
+        if not cfg.keep or frame.image is None or not worth_saving(inspection, cfg):
             return None
         day = time.strftime("%Y-%m-%d", time.localtime(frame.trigger_wall))
         path = self.root / day / f"{frame.part_id}.jpg"
@@ -86,6 +136,10 @@ class RejectImages:
             return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if cfg.keep_frame:  # first: a row whose image exists has its frame too
+                ok, png = cv2.imencode(".png", frame.image)
+                if ok:
+                    frame_path_for(path).write_bytes(png.tobytes())
             path.write_bytes(buf.tobytes())
         except OSError as exc:  # disk full: the decision goes on without its image
             self.skipped_disk_full += 1
@@ -151,7 +205,7 @@ class DiskGuard:
         if now - self.checked_mono >= self.every_s:
             self.refresh(now)
         if self.low:
-            if self.cfg.keep and inspection.frame.image is not None and inspection.decision.outcome != "PASS":
+            if self.cfg.keep and inspection.frame.image is not None and worth_saving(inspection, self.cfg):
                 self.skipped_disk_low += 1
             return None
         return self.inner.save(inspection)

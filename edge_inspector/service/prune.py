@@ -4,7 +4,8 @@ SQLite connection and thread; nothing else deletes rows or images).
 - Rows older than a limit are deleted, then the oldest while the rows take more than a size; the
   reject images of deleted rows go with them. Each batch is one short write transaction, so a
   decision waits at most one batch for the write lock.
-- Reject images are deleted by age and total size, oldest first. The database comes first: the row
+- Reject images are deleted by age and total size, oldest first, each with its plain frame
+  (``<part>.frame.png``). The database comes first: the row
   that points at an image forgets it (``image_path`` NULL) in a committed transaction before the file
   is unlinked, so no row ever names a deleted image (a crash in between leaves an orphan file, which
   a later pass deletes). A young image without a row yet (its row is being written) is left alone.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from edge_inspector.outputs.images import FRAME_SUFFIX, frame_path_for
 from edge_inspector.outputs.store import TABLE
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,7 @@ def _delete_batch(conn: sqlite3.Connection, where: str, args: list, batch: int) 
     for _, image in rows:
         if image:
             Path(image).unlink(missing_ok=True)
+            frame_path_for(image).unlink(missing_ok=True)
     return len(rows)
 
 
@@ -82,15 +85,26 @@ def prune_rows(conn: sqlite3.Connection, max_age_days: float | None, max_mb: flo
 
 
 def _files(root: Path) -> list[tuple[float, int, Path]]:
+    """Every file, oldest first; an image's plain frame (``<part>.frame.png``) is counted with its
+    image (its size added, deleted with it), a frame whose image is gone as a file of its own."""
     out = []
     for dirpath, _, names in os.walk(root):
+        stems = {n.rsplit(".", 1)[0] for n in names if not n.endswith(FRAME_SUFFIX)}
         for name in names:
+            if name.endswith(FRAME_SUFFIX) and name[:-len(FRAME_SUFFIX)] in stems:
+                continue
             p = Path(dirpath) / name
             try:
                 st = p.stat()
             except OSError:
                 continue
-            out.append((st.st_mtime, st.st_size, p))
+            size = st.st_size
+            if not name.endswith(FRAME_SUFFIX):
+                try:
+                    size += frame_path_for(p).stat().st_size
+                except OSError:
+                    pass
+            out.append((st.st_mtime, size, p))
     out.sort()
     return out
 
@@ -116,6 +130,8 @@ def prune_images(conn: sqlite3.Connection, root: Path, max_age_days: float, max_
             _write(conn, f"UPDATE {TABLE} SET image_path = NULL WHERE id = ?", ids)
         for p, _ in pending:
             p.unlink(missing_ok=True)
+            if not p.name.endswith(FRAME_SUFFIX):
+                frame_path_for(p).unlink(missing_ok=True)
         n = len(pending)
         pending.clear()
         return n

@@ -103,16 +103,21 @@ async function showDetail(partId) {
   $("d-timings").textContent = "timings: " + Object.entries(r.timings || {})
     .map(([k, v]) => `${k} ${Number(v).toFixed(1)} ms`).join(" · ");
   const last = (r.labels || []).at(-1);
-  $("r-result").textContent = last ? `labelled ${last.verdict}${last.defect_type ? " (" + last.defect_type + ")" : ""}` : "";
+  $("r-result").textContent = last ? labelled(last) : "";
 }
 
-async function review(verdict) {
+function labelled(row) {  // v1 rows have a verdict only
+  const label = row.label || (row.verdict === "defect" ? "defective" : "good");
+  return `labelled ${label}${row.defect_type ? " (" + row.defect_type + ")" : ""}${row.reviewer ? " by " + row.reviewer : ""}`;
+}
+
+async function review(label) {
   if (!current) return;
-  const body = { verdict, defect_type: verdict === "defect" ? ($("r-type").value || null) : null };
+  const body = { label, defect_type: label === "defective" ? ($("r-type").value || null) : null };
   try {
     const row = await api(`/inspections/${encodeURIComponent(current.part_id)}/labels`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    $("r-result").textContent = `labelled ${row.verdict}${row.defect_type ? " (" + row.defect_type + ")" : ""}`;
+    $("r-result").textContent = labelled(row);
   } catch (err) {
     $("r-result").textContent = "not saved: " + err.message;
   }
@@ -122,8 +127,8 @@ async function control(name) {
   try { await api(`/control/${name}`, { method: "POST" }); } finally { refreshStatus(); }
 }
 
-$("r-defect").onclick = () => review("defect");
-$("r-false").onclick = () => review("false_alarm");
+$("r-defect").onclick = () => review("defective");
+$("r-false").onclick = () => review("good");  // a false alarm: the part is good
 $("pause").onclick = () => control("pause");
 $("resume").onclick = () => control("resume");
 

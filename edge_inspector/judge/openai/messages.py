@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edge_inspector.judge.vlm.prompt import ImagePart, Prompt, Segment
-
-_MARK = re.compile(r"<\|im_start\|>(\w+)\n|<\|im_end\|>\n?")
-
+from edge_inspector.judge.vlm.prompt import ImagePart, Prompt, Segment, chat_messages
 
 def fit_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:
     """Resize (aspect kept, area interpolation) to at most ``max_pixels``; smaller images unchanged."""
@@ -57,43 +53,10 @@ class ImageEncoder:
 
 
 def to_messages(segments: Sequence[Segment], encode_image) -> list[dict[str, Any]]:
-    """Split Qwen chat-format segments into OpenAI messages. Text outside any turn is dropped; a turn
-    left open at the end (the pre-filled answer) becomes the last message."""
-    messages: list[dict[str, Any]] = []
-    role: str | None = None
-    parts: list[dict[str, Any]] = []
-
-    def close() -> None:
-        nonlocal parts
-        if role is not None and parts:
-            if all(p["type"] == "text" for p in parts):
-                messages.append({"role": role, "content": "".join(p["text"] for p in parts)})
-            else:
-                messages.append({"role": role, "content": parts})
-        parts = []
-
-    def text(chunk: str) -> None:
-        if role is None or not chunk:
-            return
-        if parts and parts[-1]["type"] == "text":
-            parts[-1]["text"] += chunk
-        else:
-            parts.append({"type": "text", "text": chunk})
-
-    for seg in segments:
-        if isinstance(seg, ImagePart):
-            if role is not None:
-                parts.append({"type": "image_url", "image_url": {"url": encode_image(seg)}})
-            continue
-        pos = 0
-        for m in _MARK.finditer(seg):
-            text(seg[pos:m.start()])
-            pos = m.end()
-            close()
-            role = m.group(1)  # None for an end mark
-        text(seg[pos:])
-    close()
-    return messages
+    """Split Qwen chat-format segments into OpenAI messages (``prompt.chat_messages``, images as
+    ``image_url`` data URLs, a turn of text alone as a string)."""
+    return chat_messages(segments, lambda seg: {"type": "image_url", "image_url": {"url": encode_image(seg)}},
+                         flatten_text=True)
 
 
 def request_body(prompt: Prompt, encode_image, *, model: str, votes: int, temperature: float, top_p: float,

@@ -20,7 +20,7 @@ from edge_inspector.judge.vlm.calibration import calibrated_probability, raw_pro
 from edge_inspector.judge.vlm.config import VlmJudgeConfig
 from edge_inspector.judge.vlm.generation import DeadlineGuard, Generation
 from edge_inspector.judge.vlm.parse import parse_answer
-from edge_inspector.judge.vlm.prompt import Prompt, build_prompt
+from edge_inspector.judge.vlm.prompt import Prompt, build_prompt, prompt_for
 from edge_inspector.judge.vlm.vote import tally
 from edge_inspector.recipe import Recipe, load_recipe
 
@@ -113,9 +113,8 @@ class VlmJudge(Judge):
         guard = DeadlineGuard(deadline_mono, self.config.deadline_margin_ms / 1e3, self.clock)
         guard.check("the VLM judge")
         recipe = self.recipes.recipe
-        n = self.config.max_regions
-        prompt = build_prompt(recipe, frame.image, regions.crops[:n], regions.boxes[:n],
-                              self.recipes.references, frame.reference)
+        prompt = prompt_for(recipe, frame.image, regions.crops, regions.boxes, self.recipes.references,
+                            frame.reference, self.config.max_regions)
         try:
             gen = self.engine.run(prompt, self.config.votes, guard)
         except JudgeError:

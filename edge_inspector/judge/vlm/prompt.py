@@ -15,8 +15,10 @@ is the decision (yes/no), whose probability is P(defective). The prompt also car
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,3 +140,76 @@ def build_prompt(recipe: Recipe, frame: np.ndarray, crops: Sequence[np.ndarray] 
     suffix.append(f"{question}<|im_end|>\n<|im_start|>assistant\n{ANSWER_PREFIX}")
     return Prompt(prefix=tuple(prefix), suffix=tuple(suffix), n_regions=len(crops),
                   form=judge_form(tuple(recipe.defect_names), len(crops)))
+
+
+def prompt_for(recipe: Recipe, frame: np.ndarray, crops: Sequence[np.ndarray], boxes: Sequence[Box],
+               references: Sequence[np.ndarray], part_reference: np.ndarray | None, max_regions: int) -> Prompt:
+    """The prompt the judge sends for one part: the regions stage's first ``max_regions`` crops (best
+    first) and their boxes. The VLM judge calls this; so does the dataset export, so that a model is
+    trained on exactly what it is shown at inference."""
+    return build_prompt(recipe, frame, tuple(crops)[:max_regions], tuple(boxes)[:max_regions], references,
+                        part_reference)
+
+
+_MARK = re.compile(r"<\|im_start\|>(\w+)\n|<\|im_end\|>\n?")
+
+
+def chat_messages(segments: Sequence[Segment], image_item: Callable[[ImagePart], dict[str, Any]],
+                  flatten_text: bool = False) -> list[dict[str, Any]]:
+    """The prompt's segments (Qwen's chat format) as chat messages, ``{"role", "content": [items]}``:
+    text as ``{"type": "text", "text"}``, each image as ``image_item(part)`` (an OpenAI ``image_url``,
+    a dataset's file), in the prompt's order. Text outside any turn is dropped; a turn left open at
+    the end (the pre-filled answer) becomes the last message. ``flatten_text``: a turn of text alone
+    has its text as a plain string. The served judge sends these; the dataset export writes them."""
+    messages: list[dict[str, Any]] = []
+    role: str | None = None
+    parts: list[dict[str, Any]] = []
+
+    def close() -> None:
+        nonlocal parts
+        if role is not None and parts:
+            if flatten_text and all(p["type"] == "text" for p in parts):
+                messages.append({"role": role, "content": "".join(p["text"] for p in parts)})
+            else:
+                messages.append({"role": role, "content": parts})
+        parts = []
+
+    def text(chunk: str) -> None:
+        if role is None or not chunk:
+            return
+        if parts and parts[-1]["type"] == "text":
+            parts[-1]["text"] += chunk
+        else:
+            parts.append({"type": "text", "text": chunk})
+
+    for seg in segments:
+        if isinstance(seg, ImagePart):
+            if role is not None:
+                parts.append(image_item(seg))
+            continue
+        pos = 0
+        for m in _MARK.finditer(seg):
+            text(seg[pos:m.start()])
+            pos = m.end()
+            close()
+            role = m.group(1)  # None for an end mark
+        text(seg[pos:])
+    close()
+    return messages
+
+
+def answer_text(prompt: Prompt, defective: bool, defect_type: str | None = None, region: int | None = None,
+                description: str = "") -> str:
+    """The whole answer as the judge's constrained decoder writes it: the pre-filled ``defective:``,
+    one head of the prompt's form (decision, defect type, region), then the description on the same
+    line. ValueError when the form does not allow it (a type outside the taxonomy, a region out of
+    range, a defective answer without a type)."""
+    decision = " yes" if defective else " no"
+    kind = defect_type if defective else "none"
+    where = str(region) if defective and region is not None else "none"
+    head = f"{decision}\ndefect_type: {kind}\nregion: {where}\ndescription:"
+    if prompt.form is not None and head not in prompt.form.heads:
+        raise ValueError(f"the answer form does not allow defective={defective}, defect_type={defect_type!r}, "
+                         f"region={region!r} (regions 1..{prompt.n_regions})")
+    line = " ".join(description.split())
+    return prompt.answer_prefix + head + (" " + line if line else "")

@@ -87,6 +87,33 @@ def test_a_label_lands_in_sqlite(live):
     assert status == 422
 
 
+def test_a_label_from_the_cli_reads_back_through_the_api_and_the_api_takes_good_or_defective(live):
+    import getpass
+    import subprocess
+    import sys
+
+    assert decided(live)
+    part = live.station.last[-1]["part_id"]
+    r = subprocess.run([sys.executable, "-m", "edge_inspector", "review", "label", part, "--db",
+                        str(live.station.cfg.db_path), "--label", "defective", "--type", "spur",
+                        "--note", "x"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    status, row = live.json("GET", f"/api/v1/inspections/{part}")
+    assert status == 200
+    last = row["labels"][-1]
+    assert (last["label"], last["defect_type"], last["via"], last["reviewer"], last["note"]) == (
+        "defective", "spur", "cli", getpass.getuser(), "x")
+    status, posted = live.json("POST", f"/api/v1/inspections/{part}/labels",
+                               {"label": "good", "reviewer": "ann"})
+    assert status == 201
+    assert (posted["label"], posted["verdict"], posted["via"]) == ("good", "false_alarm", "http")
+    status, row = live.json("GET", f"/api/v1/inspections/{part}")
+    assert [x["label"] for x in row["labels"]] == ["defective", "good"]
+    status, _ = live.json("POST", f"/api/v1/inspections/{part}/labels", {"reviewer": "ann"})
+    assert status == 422  # neither label nor verdict
+
+
 def test_an_upload_is_inspected_like_inspect_json_and_a_bad_one_is_a_4xx(live, product_dir):
     png = (product_dir / "good" / "good-0.png").read_bytes()
     body, headers = multipart({"image": ("good.png", png)})

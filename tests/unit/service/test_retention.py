@@ -12,7 +12,7 @@ import numpy as np
 
 from tests.helpers import wait_until
 
-from edge_inspector.outputs.images import DiskGuard, RejectImages, RejectImagesConfig
+from edge_inspector.outputs.images import DiskGuard, RejectImages, RejectImagesConfig, frame_path_for
 from edge_inspector.outputs.store import Store
 from edge_inspector.service.config import RetentionConfig
 from edge_inspector.service.prune import prune_images, prune_rows, used_mb
@@ -70,7 +70,7 @@ def test_no_table_no_work(tmp_path):
 
 
 def test_a_row_never_names_an_image_that_pruning_deleted(tmp_path):
-    images = RejectImages(RejectImagesConfig(), tmp_path / "rejects")
+    images = RejectImages(RejectImagesConfig(keep_frame=False), tmp_path / "rejects")  # sizes: jpg alone
     store = Store(tmp_path / "db.sqlite", images)
     for _ in range(14):
         store.emit(inspection())
@@ -90,6 +90,25 @@ def test_a_row_never_names_an_image_that_pruning_deleted(tmp_path):
     assert all(os.path.exists(p) for p in kept)  # every image a row names is there
     assert not orphan.exists() and young.exists()
     assert set(kept) == {str(f) for f in files[-3:]}  # the newest kept
+    store.close()
+
+
+def test_an_image_and_its_frame_are_counted_and_pruned_together(tmp_path):
+    images = RejectImages(RejectImagesConfig(), tmp_path / "rejects")
+    store = Store(tmp_path / "db.sqlite", images)
+    for _ in range(6):
+        store.emit(inspection())
+    files = sorted((tmp_path / "rejects").rglob("*.jpg"))
+    frames = sorted((tmp_path / "rejects").rglob("*.frame.png"))
+    assert [frame_path_for(f) for f in files] == frames  # every saved image has its frame
+    pair = os.path.getsize(files[0]) + os.path.getsize(frames[0])
+    for i, f in enumerate(files):
+        for p in (f, frame_path_for(f)):
+            os.utime(p, (time.time() - 100 + i, time.time() - 100 + i))
+    removed = prune_images(store.db.conn, tmp_path / "rejects", 30, (2.5 * pair) / 1048576)
+    assert removed == 4
+    left = sorted((tmp_path / "rejects").rglob("*.*"))
+    assert left == sorted([*files[-2:], *frames[-2:]])  # the newest two, each with its frame
     store.close()
 
 

@@ -75,3 +75,41 @@ def test_a_part_reference_replaces_the_recipe_references_in_the_suffix(recipe_pa
 def test_without_references_the_question_does_not_mention_one(recipe_path):
     p = build_prompt(load_recipe(recipe_path), FRAME, (), (), references=[])
     assert "reference" not in texts(p.suffix).lower()
+
+
+def test_the_chat_messages_are_the_prompt_in_order_and_the_answer_is_one_the_form_allows(recipe_path):
+    from edge_inspector.judge.vlm.parse import parse_answer
+    from edge_inspector.judge.vlm.prompt import answer_text, chat_messages, prompt_for
+
+    recipe = load_recipe(recipe_path)
+    ref = np.zeros((8, 8), np.uint8)
+    p = prompt_for(recipe, FRAME, CROPS, BOXES, [ref], None, max_regions=1)  # the judge's call
+    assert p.n_regions == 1
+    msgs = chat_messages(p.prefix + p.suffix, lambda part: {"type": "image", "image": part.role})
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
+    assert msgs[0]["content"] == [{"type": "text", "text": system_text(recipe)}]
+    user = msgs[1]["content"]
+    assert [c["image"] for c in user if c["type"] == "image"] == ["reference", "frame", "crop"]
+    flat = "".join(c["text"] if c["type"] == "text" else "<img>" for c in user)
+    assert flat == texts(p.prefix + p.suffix).split("<|im_start|>user\n")[1].split("<|im_end|>")[0].replace(
+        "Known-good reference image of this product:", "Known-good reference image of this product:<img>", 1
+    ).replace("Frame under inspection:", "Frame under inspection:<img>").replace(
+        "anomaly score 3.50):", "anomaly score 3.50):<img>")
+    assert msgs[2]["content"] == [{"type": "text", "text": ANSWER_PREFIX}]  # the pre-filled start
+
+    yes = answer_text(p, True, "short", 1, "a bridge\nbetween traces")
+    assert yes == "defective: yes\ndefect_type: short\nregion: 1\ndescription: a bridge between traces"
+    assert yes[len(ANSWER_PREFIX):].startswith(tuple(p.form.heads))  # the constrained decoder's text
+    vote = parse_answer(yes, recipe.defect_names, p.n_regions)
+    assert (vote.defective, vote.defect_type, vote.region, vote.description) == (
+        True, "short", 1, "a bridge between traces")
+    no = answer_text(p, False, description="clean")
+    assert no == "defective: no\ndefect_type: none\nregion: none\ndescription: clean"
+    assert parse_answer(no, recipe.defect_names, 1).defective is False
+    for bad in ((True, "scratch", 1), (True, "short", 2), (True, None, None)):
+        try:
+            answer_text(p, *bad)
+        except ValueError as exc:
+            assert "does not allow" in str(exc)
+        else:
+            raise AssertionError(f"{bad} was allowed")
