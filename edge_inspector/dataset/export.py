@@ -177,7 +177,7 @@ class ImageWriter:
             (self.root / rel).write_bytes(png.tobytes())
             self.by_content[key] = rel
             self.files[rel] = self.root / rel
-        return {"type": "image", "image": rel}
+        return {"type": "image", "image": rel, "role": part.role}
 
 
 def prompt_of(ex: Example, ctx: Context) -> Prompt:

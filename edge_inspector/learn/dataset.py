@@ -10,7 +10,8 @@ Layout, as ``dataset export`` writes it::
 A conversation line::
 
     {"id": PART_ID, "label": "good"|"defective", "defect_type": str|null,
-     "messages": [{"role": "system", ...}?, {"role": "user", "content": [{"type": "image", "image": "images/x.png"},
+     "messages": [{"role": "system", ...}?, {"role": "user", "content": [{"type": "image", "image": "images/x.png",
+                  "role": "frame"|"crop"|"reference" (optional)},
                   {"type": "text", "text": ...}, ...]}, {"role": "assistant", "content": [{"type": "text", "text": ANSWER}]}]}
 
 Every problem is a :class:`DatasetError` naming the file, the line and what is wrong; the files the
@@ -30,6 +31,7 @@ from edge_inspector.errors import EdgeInspectorError
 FORMAT = "edge-inspector-dataset/1"
 SPLITS = ("train", "val")
 LABELS = ("good", "defective")
+IMAGE_ROLES = ("frame", "crop", "reference")  # optional per image: the judge's size limit for it
 
 
 class DatasetError(EdgeInspectorError):
@@ -58,6 +60,11 @@ class Example:
     @property
     def images(self) -> list[Path]:
         return [Path(p["image"]) for m in self.messages for p in m["content"] if p["type"] == "image"]
+
+    @property
+    def image_roles(self) -> list[str | None]:
+        """Each image's role (frame, crop, reference) where the dataset names it, else None."""
+        return [p.get("role") for m in self.messages for p in m["content"] if p["type"] == "image"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +101,11 @@ def _content(where: str, role: str, content: Any, root: Path) -> list[dict[str, 
             img = rel if rel.is_absolute() else root / rel
             if not img.is_file():
                 raise DatasetError(f"{where}: {role} content[{i}] names an image that is not there: {part['image']}")
-            parts.append({"type": "image", "image": str(img)})
+            role_of = part.get("role")
+            if role_of is not None and role_of not in IMAGE_ROLES:
+                raise DatasetError(f"{where}: {role} content[{i}] role must be one of {', '.join(IMAGE_ROLES)}, "
+                                   f"got {role_of!r}")
+            parts.append({"type": "image", "image": str(img), **({"role": role_of} if role_of else {})})
         else:
             raise DatasetError(f"{where}: {role} content[{i}] must be {{'type': 'text', 'text': str}} or "
                                f"{{'type': 'image', 'image': path}}, got {json.dumps(part)[:80]}")

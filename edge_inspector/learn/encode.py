@@ -21,7 +21,7 @@ from edge_inspector.learn.dataset import DatasetError, Example
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 IGNORE = -100
-ROLE = "image"  # the PromptEncoder's size-limit key for every dataset image
+ROLE = "image"  # the PromptEncoder's size-limit key for a dataset image that names no role
 
 
 @dataclass(slots=True)
@@ -44,7 +44,8 @@ def render(processor, messages: list[dict], generation_prompt: bool) -> str:
     return owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def to_segments(text: str, images: list[Path], where: str) -> list[Segment]:
+def to_segments(text: str, images: list[Path], where: str,
+                roles: list[str | None] | None = None) -> list[Segment]:
     """Cut rendered text at the image placeholders; each becomes the next image, read as the judge reads."""
     pieces = text.split(IMAGE_PLACEHOLDER)
     if len(pieces) - 1 != len(images):
@@ -56,7 +57,7 @@ def to_segments(text: str, images: list[Path], where: str) -> list[Segment]:
             segments.append(piece)
         if i < len(images):
             try:
-                segments.append(ImagePart(load_image(images[i]), ROLE))
+                segments.append(ImagePart(load_image(images[i]), (roles[i] if roles else None) or ROLE))
             except ImageError as exc:
                 raise DatasetError(f"{where}: {exc}") from exc
     return segments
@@ -64,7 +65,9 @@ def to_segments(text: str, images: list[Path], where: str) -> list[Segment]:
 
 class ConversationEncoder:
     """Encodes :class:`Example` s for one checkpoint. ``processor`` carries the chat template,
-    ``encoder`` is the judge's PromptEncoder built with ``max_pixels={"image": N}``."""
+    ``encoder`` is the judge's PromptEncoder built with a pixel limit per image role (``frame``,
+    ``crop``, ``reference``: the judge's own, from the dataset's manifest) and ``image`` for images
+    that name no role."""
 
     def __init__(self, processor, encoder) -> None:
         self.processor = processor
@@ -82,7 +85,7 @@ class ConversationEncoder:
         answer_text = full_text[len(prompt_text):]
         if IMAGE_PLACEHOLDER in answer_text:
             raise DatasetError(f"{where}: the assistant's answer holds an image")
-        prompt = self.encoder.encode(to_segments(prompt_text, ex.images, where))
+        prompt = self.encoder.encode(to_segments(prompt_text, ex.images, where, ex.image_roles))
         answer = self.encoder.tok.encode(answer_text, add_special_tokens=False)
         if self.im_end in answer:  # the answer ends at its <|im_end|>; what the template puts after is not learnt
             answer = answer[:answer.index(self.im_end) + 1]

@@ -34,6 +34,7 @@ import structlog
 
 from edge_inspector.errors import EdgeInspectorError, StartupError
 from edge_inspector.learn.dataset import Dataset, load_dataset
+from edge_inspector.learn.encode import ROLE as ROLE_ANY
 
 log = structlog.get_logger("edge_inspector.learn.train")
 
@@ -186,13 +187,25 @@ def load_base(base: Path, device: str, dtype: str):
     return loaded, processor
 
 
-def make_encoder(loaded, processor, max_pixels: int):
+def role_limits(max_pixels: int, prompt_images: dict[str, Any] | None) -> dict[str, int]:
+    """The pixel limit of each image role: the judge's own (the dataset manifest's ``prompt_images``,
+    what the export's station showed its model), each capped by ``max_pixels``; ``max_pixels`` for an
+    image that names no role. Training sees each image at the size the judge shows it."""
+    limits = {ROLE_ANY: max_pixels}
+    for role in ("frame", "crop", "reference"):
+        v = (prompt_images or {}).get(f"{role}_max_pixels")
+        limits[role] = min(int(v), max_pixels) if isinstance(v, int) and v >= 3136 else max_pixels
+    return limits
+
+
+def make_encoder(loaded, processor, max_pixels: int, prompt_images: dict[str, Any] | None = None):
     from edge_inspector.judge.vlm.encode import PromptEncoder
-    from edge_inspector.learn.encode import ROLE, ConversationEncoder
+    from edge_inspector.learn.encode import ConversationEncoder
 
     import torch
 
-    enc = PromptEncoder(loaded.tokenizer, loaded.image_processor, loaded.model.config, {ROLE: max_pixels},
+    enc = PromptEncoder(loaded.tokenizer, loaded.image_processor, loaded.model.config,
+                        role_limits(max_pixels, prompt_images),
                         torch.device("cpu"), loaded.dtype)
     return ConversationEncoder(processor, enc)
 
@@ -338,7 +351,7 @@ def train(dataset: Path, base: Path, run_dir: Path, settings: TrainSettings, res
     extra = {"target_modules": describe_targets(adapted),
              "trainable_params": sum(p.numel() for p in trainable)}
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    encoder = make_encoder(loaded, processor, settings.max_pixels)
+    encoder = make_encoder(loaded, processor, settings.max_pixels, data.manifest.get("prompt_images"))
     pad = loaded.tokenizer.pad_token_id or 0
 
     start, loss = 0, []

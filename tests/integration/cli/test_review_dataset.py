@@ -120,6 +120,7 @@ def test_review_then_export_the_judges_own_prompt(inspected, tmp_path):
                     assert gi["text"] == wi["text"]
                 else:  # the very pixels the judge would have been given
                     assert np.array_equal(load_image(out / gi["image"]), wi["image"].image)
+                    assert gi["role"] == wi["image"].role  # the trainer shows it at this role's size limit
         answer = got[-1]["content"][0]["text"]
         assert answer.startswith(prompt.answer_prefix)
         vote = parse_answer(answer, names, prompt.n_regions)

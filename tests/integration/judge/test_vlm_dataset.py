@@ -81,6 +81,7 @@ def test_exported_conversations_are_the_prompts_the_judge_sent(station_config, t
                 else:
                     assert isinstance(wi["image"], ImagePart) and gi["type"] == "image"
                     assert np.array_equal(load_image(out / gi["image"]), wi["image"].image), wi["image"].role
+                    assert gi["role"] == wi["image"].role  # the trainer shows it at this role's size limit
                     roles.add(wi["image"].role)
         assert want[-1]["content"] == [{"type": "text", "text": ANSWER_PREFIX}]
         answer = got[-1]["content"][0]["text"]

@@ -85,3 +85,32 @@ def test_batches_cover_each_epoch_once_and_depend_on_seed_and_step_only():
     assert sorted(seen[:5]) == list(range(5)) and sorted(seen[5:]) == list(range(5))
     assert batch_indices(4, batch, n, seed=3) == batch_indices(4, batch, n, seed=3)
     assert [batch_indices(s, 1, 50, 0) for s in range(50)] != [batch_indices(s, 1, 50, 1) for s in range(50)]
+
+
+def _images_of(line: dict) -> list[dict]:
+    return [p for m in line["messages"] if isinstance(m["content"], list) for p in m["content"]
+            if p["type"] == "image"]
+
+
+def test_image_roles_are_kept_and_a_wrong_role_is_named(ds):
+    def name_roles(lines):
+        for line in lines:
+            for part, role in zip(_images_of(line), ("reference", "frame")):
+                part["role"] = role
+    _rewrite(ds, "train", name_roles)
+    assert load_dataset(ds, verify=False).train[0].image_roles == ["reference", "frame"]
+
+    def bad(lines):
+        _images_of(lines[0])[0]["role"] = "thumbnail"
+    _rewrite(ds, "train", bad)
+    with pytest.raises(DatasetError, match=r"train.jsonl line 1: .*role must be one of frame, crop, reference"):
+        load_dataset(ds, verify=False)
+
+
+def test_each_role_is_shown_at_the_judges_limit_capped_by_max_pixels():
+    from edge_inspector.learn.train import role_limits
+
+    judge = {"frame_max_pixels": 512 * 512, "crop_max_pixels": 224 * 224, "reference_max_pixels": 4096 * 4096}
+    assert role_limits(1024 * 1024, judge) == {"image": 1024 * 1024, "frame": 512 * 512, "crop": 224 * 224,
+                                               "reference": 1024 * 1024}
+    assert role_limits(256 * 256, None) == dict.fromkeys(("image", "frame", "crop", "reference"), 256 * 256)
