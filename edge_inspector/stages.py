@@ -21,7 +21,7 @@ from edge_inspector.versions import Versions, versions_of
 
 if TYPE_CHECKING:
     from edge_inspector.config import Config
-    from edge_inspector.pipeline import Inspector
+    from edge_inspector.pipeline import GuardedJudge, Inspector
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +43,99 @@ class Stages:
         self.inspector.close()
 
 
-def build_stages(cfg: Config) -> Stages:
-    """The stages for ``cfg``. Raises (StartupError, ConfigError, ...) with nothing left open."""
-    from edge_inspector.judge import build_judge
-    from edge_inspector.pipeline import Inspector
-    from edge_inspector.policy import Policy
+def build_stages(cfg: Config, judge: GuardedJudge | None = None) -> Stages:
+    """The stages for ``cfg``. Raises (StartupError, ConfigError, ...) with nothing left open.
+    ``judge``: a judge shared with other cameras (its owner closes it); None: build one from
+    ``cfg.judge``, owned by these stages."""
     from edge_inspector.regions import build_regions
 
     with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
         regions = build_regions(cfg.regions)
-        judge = build_judge(cfg.judge, regions.threshold)
+    return _stages(cfg, regions, judge)
+
+
+def _stages(cfg: Config, regions, judge: GuardedJudge | None) -> Stages:
+    from edge_inspector.judge import build_judge
+    from edge_inspector.pipeline import Inspector
+    from edge_inspector.policy import Policy
+
+    with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
+        own = build_judge(cfg.judge, regions.threshold) if judge is None else None
     logs.adopt_library_loggers()
     try:
-        inspector = Inspector(regions, judge, Policy(cfg.policy), cfg.pipeline.judge_grace_ms / 1000)
+        inspector = Inspector(regions, own if judge is None else judge, Policy(cfg.policy),
+                              cfg.pipeline.judge_grace_ms / 1000)
     except BaseException:
-        judge.close()
+        if own is not None:
+            own.close()
         raise
     return Stages(cfg, inspector, versions_of(cfg, inspector.model_hash))
+
+
+@dataclass(frozen=True, slots=True)
+class StationStages:
+    """Every camera's stages and the one judge they share; swapped in and out as a whole.
+
+    Without ``cameras:`` in the config, one camera (named after its source) whose stages own their
+    judge: what :func:`build_stages` makes, as before. With ``cameras:``, each camera has its own
+    regions model and policy (its deadline) and all of them one judge (one model in memory), which
+    these stages own and close last."""
+
+    cfg: Config
+    cameras: dict[str, Stages]
+    judge: GuardedJudge
+    built: Versions
+
+    @property
+    def inspector(self) -> Inspector:  # the first camera's: what a single-camera station has
+        return next(iter(self.cameras.values())).inspector
+
+    def inspector_for(self, camera: str) -> Inspector:
+        return self.cameras[camera].inspector
+
+    @property
+    def versions(self) -> Versions:
+        live = self.judge.judge.recipe_version
+        if live is None or live == self.built.recipe_version:
+            return self.built
+        return replace(self.built, recipe_version=live)
+
+    def close(self) -> None:
+        try:
+            for stages in self.cameras.values():
+                stages.close()  # a single camera's closes its own judge
+        finally:
+            if self.cfg.multi_camera:
+                self.judge.close()
+
+
+def build_station_stages(cfg: Config) -> StationStages:
+    """Every camera's stages for ``cfg`` (:meth:`Config.camera_configs`), one judge for all.
+    Raises with nothing left open."""
+    if not cfg.multi_camera:
+        (name, one), = cfg.camera_configs().items()
+        stages = build_stages(one)
+        return StationStages(cfg, {name: stages}, stages.inspector.judge, stages.built)
+    from edge_inspector.judge import build_judge
+    from edge_inspector.pipeline import GuardedJudge
+    from edge_inspector.regions import build_regions
+
+    cams = cfg.camera_configs()
+    with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
+        regions = {name: build_regions(c.regions) for name, c in cams.items()}
+        # each camera's regions threshold: the anomaly judge's per-camera scale
+        thresholds = {name: r.threshold for name, r in regions.items()}
+        judge = GuardedJudge(build_judge(cfg.judge, next(iter(thresholds.values())), thresholds),
+                             cfg.pipeline.judge_grace_ms / 1000)
+    logs.adopt_library_loggers()
+    built: dict[str, Stages] = {}
+    try:
+        for name, c in cams.items():
+            built[name] = _stages(c, regions[name], judge)
+    except BaseException:
+        for stages in built.values():
+            stages.close()
+        judge.close()
+        raise
+    model = "+".join(dict.fromkeys(s.inspector.regions.fingerprint for s in built.values()))
+    return StationStages(cfg, built, judge, versions_of(cfg, f"{model}+{judge.judge.fingerprint}"))
