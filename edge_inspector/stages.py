@@ -86,12 +86,27 @@ class StationStages:
     judge: GuardedJudge
     built: Versions
 
+    @classmethod
+    def of(cls, stages: Stages) -> StationStages:
+        """A single camera's stages (they own their judge) as a station's."""
+        return cls(stages.cfg, {stages.cfg.capture.name: stages}, stages.inspector.judge, stages.built)
+
     @property
     def inspector(self) -> Inspector:  # the first camera's: what a single-camera station has
         return next(iter(self.cameras.values())).inspector
 
+    def _for(self, camera: str) -> Stages:
+        if camera in self.cameras:
+            return self.cameras[camera]
+        if not self.cfg.multi_camera:  # one camera, whatever its source calls it
+            return next(iter(self.cameras.values()))
+        raise KeyError(f"no camera {camera!r} in this station ({', '.join(self.cameras)})")
+
     def inspector_for(self, camera: str) -> Inspector:
-        return self.cameras[camera].inspector
+        return self._for(camera).inspector
+
+    def config_for(self, camera: str) -> Config:
+        return self._for(camera).cfg
 
     @property
     def versions(self) -> Versions:
@@ -114,8 +129,7 @@ def build_station_stages(cfg: Config) -> StationStages:
     Raises with nothing left open."""
     if not cfg.multi_camera:
         (name, one), = cfg.camera_configs().items()
-        stages = build_stages(one)
-        return StationStages(cfg, {name: stages}, stages.inspector.judge, stages.built)
+        return StationStages.of(build_stages(one))
     from edge_inspector.judge import build_judge
     from edge_inspector.pipeline import GuardedJudge
     from edge_inspector.regions import build_regions
