@@ -92,7 +92,8 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
         source = build_source(cfg.capture, triggers=triggers)
     data = Path(cfg.station.data_dir)
     ret = cfg.service.retention
-    images = DiskGuard(RejectImages(cfg.images, data / "rejects", live_cfg=lambda: station.cfg.images),
+    images = DiskGuard(RejectImages(cfg.images, data / "rejects", live_cfg=lambda: station.cfg.images,
+                                    per_camera=cfg.multi_camera),
                        data, ret.min_free_mb, ret.check_disk_every_s)
     mqtt = None
     if cfg.mqtt.active:  # the result goes into the outbox in the row's transaction (outputs/mqtt)
