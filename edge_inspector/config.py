@@ -229,6 +229,8 @@ class Config(ConfigModel):
             for section, kind in (("regions", "variation"), ("judge", "anomaly")):
                 if isinstance(data.get(section), dict) and "kind" not in data[section]:
                     data = {**data, section: {"kind": kind, **data[section]}}
+            if isinstance(data.get("cameras"), list):  # each camera's regions section, likewise
+                data = {**data, "cameras": [CameraConfig._default_regions_kind(c) for c in data["cameras"]]}
         return data
 
     @model_validator(mode="after")
