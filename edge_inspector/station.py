@@ -103,13 +103,13 @@ class Unit:
     """One capture thread's worth: a camera, or a view set of cameras that see one part per trigger.
     Its own source, part factory (deadline, the PLC lane's arm hook), trigger bus and counters."""
 
-    def __init__(self, name: str, source: Source, parts: HookedPartFactory, triggers: TriggerBus,
+    def __init__(self, name: str, source: Source, parts: HookedPartFactory, triggers: TriggerBus | None,
                  cameras: tuple[str, ...] | None = None, timer_hz: float | None = None,
                  view_set: bool = False) -> None:
         self.name = name
         self.source = source
         self.parts = parts
-        self.triggers = triggers
+        self.triggers = triggers if triggers is not None else TriggerBus()
         self.cameras = cameras or (source.name,)
         self.timer_hz = timer_hz
         self.view_set = view_set
@@ -353,28 +353,36 @@ class Station:
     def _work(self) -> None:
         """Takes the oldest part, and with it the oldest waiting part of each other unit: the parts
         that wait together go to the judge in one call (one per unit, so a single camera's parts
-        are inspected one by one, as they come)."""
-        ends, carry = 0, None
+        are inspected one by one, as they come). Parts of a unit already in the batch that the scan
+        passes are held, in order, for the next batches (at most ``pipeline.queue_size`` of them)."""
+        ends, held = 0, collections.deque()
+        n_units = len(self.units)
         while True:
             while self.overflow:
                 self._handle([self.overflow.popleft()])
-            if carry is None and ends >= len(self.units):
+            if not held and ends >= n_units:
                 return
-            item, carry = (carry if carry is not None else self.queue.get()), None
+            item = held.popleft() if held else self.queue.get()
             if item is _END:
                 ends += 1
                 continue
             batch, seen = [item], {id(item.unit)}
-            while len(batch) < len(self.units):
+            for other in list(held):  # the oldest held part of each other unit
+                if len(batch) < n_units and id(other.unit) not in seen:
+                    held.remove(other)
+                    batch.append(other)
+                    seen.add(id(other.unit))
+            scanned = 0
+            while len(batch) < n_units and scanned < self.queue.maxsize:
                 try:
                     more = self.queue.get_nowait()
                 except queue.Empty:
                     break
+                scanned += 1
                 if more is _END:
                     ends += 1
                 elif id(more.unit) in seen:
-                    carry = more
-                    break
+                    held.append(more)
                 else:
                     batch.append(more)
                     seen.add(id(more.unit))
