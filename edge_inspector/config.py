@@ -86,10 +86,10 @@ class CameraConfig(ConfigModel):
                                    "source and, for basler/opencv, its trigger mode).")
     triggers: TriggersConfig | None = Field(None, description="This camera's software trigger "
                                             "input; null: the station's ``triggers`` section.")
-    recipe: ConfigPath | None = Field(None, description="This camera's product recipe: its regions "
-                                      "block chooses the camera's regions model. With a vlm/openai "
-                                      "judge it must be the judge's recipe (one shared judge holds "
-                                      "one recipe). Null: the judge's recipe.")
+    recipe: ConfigPath | None = Field(None, description="This camera's product recipe: the shared "
+                                      "vlm/openai judge prompts with it for this camera's parts, and "
+                                      "its regions block chooses the camera's regions model. Null: "
+                                      "the judge's recipe.")
     regions: RegionsConfig | None = Field(None, description="This camera's regions model (wins over "
                                           "the recipe's block); null: the recipe's, else the "
                                           "station's ``regions`` section.")
@@ -186,12 +186,6 @@ class Config(ConfigModel):
         if self.plc.kind != "none":
             raise ValueError("plc: with cameras:, each camera (or view set) has its own PLC lane "
                              "(cameras.<n>.plc); the station-level plc must be none")
-        recipe = getattr(self.judge, "recipe", None)
-        for i, cam in enumerate(self.cameras):
-            if recipe is not None and cam.recipe is not None and Path(cam.recipe) != Path(recipe):
-                raise ValueError(f"cameras.{i}.recipe: the {self.judge.kind} judge is shared by all "
-                                 f"cameras and holds one recipe ({recipe}); give every camera that "
-                                 "recipe or leave recipe out")
         return self
 
     @property
@@ -215,6 +209,8 @@ class Config(ConfigModel):
                 update["policy"] = self.policy.model_copy(update={"deadline_ms": cam.deadline_ms})
             if cam.regions is not None:
                 update["regions"] = cam.regions
+            if cam.recipe is not None and getattr(self.judge, "recipe", None) is not None:
+                update["judge"] = self.judge.model_copy(update={"recipe": cam.recipe})
             one = self.model_copy(update=update)
             if cam.regions is None and cam.recipe is not None:
                 one = _with_recipe_regions(one, [], Path.cwd(), recipe=cam.recipe)

@@ -80,8 +80,8 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
           ) -> Station:
     station: Station | None = None  # the lambdas below read the stages in force once it exists
 
-    def versions():
-        return station.versions
+    def versions():  # the part in hand's, while the worker records it (its camera's recipe)
+        return station.part_versions()
 
     triggers = TriggerBus()  # software-triggered cameras wait on it; timer, PLC, commands fire it
     units = None

@@ -34,7 +34,9 @@ class Stages:
 
     @property
     def versions(self) -> Versions:
-        live = self.inspector.judge.judge.recipe_version
+        judge = self.inspector.judge.judge
+        per_camera = getattr(judge, "recipe_version_for", None)  # a judge shared by cameras
+        live = per_camera(self.cfg.capture.name) if per_camera else judge.recipe_version
         if live is None or live == self.built.recipe_version:
             return self.built
         return replace(self.built, recipe_version=live)
@@ -108,6 +110,21 @@ class StationStages:
     def config_for(self, camera: str) -> Config:
         return self._for(camera).cfg
 
+    def versions_for(self, camera: str) -> Versions:
+        """What a part of ``camera`` is stamped with: the station's model and config, the camera's
+        recipe (a view set: its first camera's)."""
+        if not self.cfg.multi_camera:
+            return self.versions
+        one = self.cameras.get(camera) or self.cameras.get(self._view_set_first.get(camera, ""))
+        if one is None:
+            return self.versions
+        v = one.versions
+        return replace(self.versions, recipe=v.recipe, recipe_version=v.recipe_version)
+
+    @property
+    def _view_set_first(self) -> dict[str, str]:
+        return {c.view_set: c.name for c in reversed(self.cfg.cameras or []) if c.view_set}
+
     @property
     def versions(self) -> Versions:
         live = self.judge.judge.recipe_version
@@ -139,7 +156,9 @@ def build_station_stages(cfg: Config) -> StationStages:
         regions = {name: build_regions(c.regions) for name, c in cams.items()}
         # each camera's regions threshold: the anomaly judge's per-camera scale
         thresholds = {name: r.threshold for name, r in regions.items()}
-        judge = GuardedJudge(build_judge(cfg.judge, next(iter(thresholds.values())), thresholds),
+        # each camera's recipe (its product), for a judge that prompts with one
+        recipes = {name: c.judge.recipe for name, c in cams.items() if getattr(c.judge, "recipe", None)}
+        judge = GuardedJudge(build_judge(cfg.judge, next(iter(thresholds.values())), thresholds, recipes),
                              cfg.pipeline.judge_grace_ms / 1000)
     logs.adopt_library_loggers()
     built: dict[str, Stages] = {}

@@ -173,6 +173,7 @@ class Station:
         self._part_lock = threading.Lock()  # held while the worker inspects and emits one part
         self._ran = False
         self._claimed = 0  # triggers claimed against max_parts, by every unit
+        self._emitting = threading.local()  # the worker's part in hand while its outputs run
 
     # --- the first (a single-camera station's only) unit -------------------------------------
 
@@ -205,6 +206,12 @@ class Station:
     @property
     def versions(self) -> Versions:
         return self._stages.versions
+
+    def part_versions(self) -> Versions:
+        """What the part being emitted is stamped with (its camera's recipe), read by the outputs
+        (store, outbox) on the worker thread while they record it; elsewhere :attr:`versions`."""
+        camera = getattr(self._emitting, "camera", None)
+        return self._stages.versions if camera is None else self._stages.versions_for(camera)
 
     @property
     def recording_fault(self) -> str | None:  # why it cannot record (a failed write), or None
@@ -410,7 +417,11 @@ class Station:
             for unit, views in parts:
                 got, at = results[at:at + len(views)], at + len(views)
                 inspection = combine_views(unit.name, got) if unit.view_set else got[0]
-                self.outputs.emit(inspection)
+                self._emitting.camera = inspection.frame.camera
+                try:
+                    self.outputs.emit(inspection)
+                finally:
+                    self._emitting.camera = None
                 self._count(unit, inspection)
                 self.last_progress_mono = time.monotonic()
             if (self.recording_fault is None) != (fault is None):

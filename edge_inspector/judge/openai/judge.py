@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -14,7 +15,7 @@ from edge_inspector.judge.openai.client import ChatClient, to_generation
 from edge_inspector.judge.openai.config import OpenAIJudgeConfig
 from edge_inspector.judge.openai.messages import ImageEncoder, request_body
 from edge_inspector.judge.vlm.generation import DeadlineGuard, Generation
-from edge_inspector.judge.vlm.judge import RecipeSource, VlmJudge
+from edge_inspector.judge.vlm.judge import RecipeSource, VlmJudge, camera_recipe_sources
 from edge_inspector.judge.vlm.prompt import Prompt
 
 log = structlog.get_logger(__name__)
@@ -52,10 +53,13 @@ class OpenAIJudge(VlmJudge):
         self.engine.client.close()
 
 
-def build(config: OpenAIJudgeConfig, clock: Callable[[], float] = time.monotonic) -> OpenAIJudge:
+def build(config: OpenAIJudgeConfig, clock: Callable[[], float] = time.monotonic,
+          camera_recipes: dict[str, Path] | None = None) -> OpenAIJudge:
     """The remote judge. Contacts no server: a station starts while the server is down, and its parts
-    are NO-READs (judge error) until the server answers."""
+    are NO-READs (judge error) until the server answers. ``camera_recipes``: each camera's recipe
+    file, for a judge shared by a multi-camera station."""
     recipes = RecipeSource(config.recipe)
+    by_camera = camera_recipe_sources(recipes, camera_recipes)
     try:
         key = reveal_secret(config.api_key) if config.api_key else None
     except ValueError as exc:
@@ -65,7 +69,7 @@ def build(config: OpenAIJudgeConfig, clock: Callable[[], float] = time.monotonic
                         pool_connections=config.pool_connections, verify_tls=config.verify_tls,
                         ca_file=str(config.ca_file) if config.ca_file else None, clock=clock)
     judge = OpenAIJudge(config, RemoteEngine(config, client, clock), recipes,  # type: ignore[arg-type]
-                        f"openai:{config.model}@{config.base_url}", clock)
+                        f"openai:{config.model}@{config.base_url}", clock, by_camera)
     log.info("openai_judge_ready", model=config.model, base_url=config.base_url, recipe=str(config.recipe),
              votes=config.votes)
     return judge

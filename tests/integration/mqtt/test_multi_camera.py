@@ -138,3 +138,33 @@ def test_a_view_set_part_is_one_row_its_decision_from_its_views_and_a_dropped_vi
     assert all(r["outcome"] in ("REJECT", "NO-READ") for r in dropped)  # never a PASS without its back
     assert all(json.loads(r["views"])[1]["reason"] != "camera_offline" for r in sets[:2])
     assert all(r["outcome"] in ("PASS", "REJECT") for r in got if r["camera"] == "side")
+
+
+def test_each_cameras_rows_carry_its_own_recipe(tmp_path, product_dir, monkeypatch):
+    import hashlib
+
+    from edge_inspector.judge.anomaly import AnomalyJudge, AnomalyJudgeConfig
+
+    built = []
+
+    def fake_vlm(cfg, **kw):  # the VLM judge's config and recipes, the anomaly judge for the model
+        built.append(kw.get("camera_recipes"))
+        return AnomalyJudge(AnomalyJudgeConfig(), 1.0)
+
+    monkeypatch.setattr("edge_inspector.judge.vlm.build", fake_vlm)
+    recipes = {}
+    for name in ("top", "bottom"):
+        recipes[name] = tmp_path / f"board-{name}.yaml"
+        recipes[name].write_text(f"product: the {name} of the board\n")
+    path = config(tmp_path, product_dir, [demo("top", 1000, recipe=str(recipes["top"])),
+                                          demo("bottom", 2000, recipe=str(recipes["bottom"]))],
+                  judge={"kind": "vlm", "model_dir": str(tmp_path / "m"), "recipe": str(recipes["top"])})
+    cfg = load_config(path)
+    station = Station.build(cfg, str(path))
+    assert built == [{"top": recipes["top"], "bottom": recipes["bottom"]}]  # one judge, both recipes
+    assert run(station, 6) == 0
+    got = rows(cfg.db_path)
+    assert {r["camera"] for r in got} == {"top", "bottom"}
+    for r in got:
+        want = recipes[r["camera"]]
+        assert (r["recipe"], r["recipe_version"]) == (want.stem, hashlib.sha256(want.read_bytes()).hexdigest()[:12])

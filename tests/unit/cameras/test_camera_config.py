@@ -76,8 +76,6 @@ def test_an_unknown_key_in_a_camera_is_named_with_its_path(tmp_path):
           cam("b", view_set="v", plc={"kind": "modbus_rtu", "port": "/dev/y"})), "cameras", "one part has one gate"),
     (cams({"name": "a", "view_set": "v", "capture": {"kind": "opencv", "url": "rtsp://cam", "trigger": "software"}}),
      "cameras.0.capture.trigger", "software triggers in a view set"),
-    (cams(cam("a", recipe="other.yaml"), judge={"kind": "vlm", "model_dir": "/m", "recipe": "board.yaml"}),
-     "cameras.0.recipe", "holds one recipe"),
 ])
 def test_cross_field_errors_name_their_key(tmp_path, data, key, words):
     msg = error(tmp_path, data)
