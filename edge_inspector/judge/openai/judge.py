@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -49,7 +50,34 @@ class OpenAIJudge(VlmJudge):
     """The VLM judge with a :class:`RemoteEngine`. Every failure of the server or the network is a
     JudgeError (JudgeTimeout when the deadline passes), raised by the part's deadline at the latest."""
 
+    _pool: ThreadPoolExecutor | None = None
+
+    def judge_many(self, items):
+        """Several waiting parts (a multi-camera station's) as concurrent requests, one per part,
+        each by its own deadline: the server batches them into its forward passes (vLLM's
+        continuous batching) instead of the station sending one after the other. The recipes are
+        refreshed first, once, on this thread."""
+        if len(items) <= 1:
+            return super().judge_many(items)
+        sources = [self.recipes_for(frame.camera) for frame, _ in items]
+        for source in {id(s): s for s in sources}.values():
+            source.refresh()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.config.pool_connections,
+                                            thread_name_prefix="judge-request")
+        futures = [self._pool.submit(self._judge, frame, regions, frame.deadline_mono, source)
+                   for (frame, regions), source in zip(items, sources, strict=True)]
+        out = []
+        for future in futures:
+            try:
+                out.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - this part's failure, handed back
+                out.append(exc)
+        return out
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.engine.client.close()
 
 

@@ -118,6 +118,10 @@ class VlmJudge(Judge):
     def judge(self, frame: Frame, regions: Regions, deadline_mono: float) -> Verdict:
         recipes = self.recipes_for(frame.camera)
         recipes.refresh()
+        return self._judge(frame, regions, deadline_mono, recipes)
+
+    def _judge(self, frame: Frame, regions: Regions, deadline_mono: float, recipes: RecipeSource) -> Verdict:
+        """The verdict under ``recipes`` as they are (refreshed by the caller)."""
         threshold = self.cascade_threshold(frame.camera)
         if threshold is not None and regions.score < threshold:
             return self._cascade_pass(regions, threshold, recipes)
