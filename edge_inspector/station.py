@@ -319,12 +319,31 @@ class Station:
                       others=[u.name for u in self.units if u is not unit] or None)
             self.failure = f"capture: {error}" if len(self.units) == 1 else f"capture {unit.name}: {error}"
             for trig in unit.parts.take_outstanding():  # triggered, never captured: still decided
-                self._accept(unit, tuple(
-                    replace(trig, camera=cam).frame(None, error=f"camera {unit.name} dropped: {error}",
-                                                    error_reason=Reason.CAMERA_OFFLINE)
-                    for cam in (unit.cameras if unit.view_set else (trig.camera,))))
+                self._accept(unit, self._offline_views(unit, trig, error))
+            if len(self.units) > 1:  # the others go on: this camera's later triggers are NO-READs
+                self._drain_dropped(unit, error)
         finally:
             self.queue.put(_END)
+
+    @staticmethod
+    def _offline_views(unit: Unit, trig: Trigger, error: str) -> tuple[Frame, ...]:
+        return tuple(replace(trig, camera=cam).frame(None, error=f"camera {unit.name} dropped: {error}",
+                                                     error_reason=Reason.CAMERA_OFFLINE)
+                     for cam in (unit.cameras if unit.view_set else (trig.camera,)))
+
+    def _drain_dropped(self, unit: Unit, error: str) -> None:
+        """A dropped camera's trigger bus (its PLC lane, its timer, commands): each later event is
+        still a part, a ``camera_offline`` NO-READ, until the station stops."""
+        bus = unit.triggers
+        while True:
+            event = bus.wait(0.1)
+            if event is None:
+                if self.stop.is_set() or bus.closed:
+                    return
+                continue
+            trig = unit.parts.trigger(unit.name, t_mono=event.t_mono)
+            unit.parts.settle(trig.part_id)
+            self._accept(unit, self._offline_views(unit, trig, error))
 
     def _accept(self, unit: Unit, views: tuple[Frame, ...]) -> None:
         with self._lock:

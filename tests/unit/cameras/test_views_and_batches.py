@@ -213,3 +213,57 @@ def test_the_station_batches_the_oldest_waiting_part_of_each_camera_and_decides_
     assert sizes == ([2, 2, 2, 2] if first == 2 else [1, 2, 2, 2, 1]), sizes  # waiting together: one call
     assert station.counters.triggers == station.counters.decisions == 8
     assert {u.name: u.decided for u in station.units} == {"top": 4, "bottom": 4}
+
+
+class BusCamera(Source):
+    """A software-triggered camera on its unit's bus that drops (raises) at its ``fail_at``-th grab."""
+
+    buffer_strategy = BufferStrategy.DROP_OLDEST
+
+    def __init__(self, name: str, triggers, fail_at: int) -> None:
+        self.name, self.triggers, self.fail_at = name, triggers, fail_at
+
+    def frames(self, parts, stop):
+        n = 0
+        while not stop.is_set():
+            event = self.triggers.wait(0.05)
+            if event is None:
+                continue
+            trig = parts.trigger(self.name, t_mono=event.t_mono)
+            n += 1
+            if n == self.fail_at:
+                raise OSError("cable pulled")
+            yield trig.frame(np.zeros((4, 4), np.uint8), meta={"score": 0.1})
+
+
+def test_a_dropped_camera_no_reads_its_part_in_hand_and_every_later_trigger_the_other_goes_on():
+    from edge_inspector.capture.triggers import TriggerBus
+
+    cfg = load_config(None, ["cameras=[{name: top, capture: {kind: demo}}, {name: lane, capture: {kind: demo}}]"])
+    shared = GuardedJudge(Recording(), 0.01)
+    versions = Versions("s", "m", "c")
+    cams = {n: Stages(c, Inspector(Scored(), shared, Policy(c.policy)), versions)
+            for n, c in cfg.camera_configs().items()}
+    bus = TriggerBus()
+    units = [Unit("top", Burst("top", 5), HookedPartFactory(5.0), None, ("top",)),
+             Unit("lane", BusCamera("lane", bus, fail_at=2), HookedPartFactory(5.0), bus, ("lane",))]
+    sink = Sink()
+    station = Station(StationStages(cfg, cams, shared, versions), None, Outputs([sink]), units=units)
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        for _ in range(2):
+            bus.fire("plc")
+        assert wait_until(lambda: units[1].failure is not None, 10)
+        for _ in range(3):  # the PLC keeps triggering the dropped camera's lane
+            bus.fire("plc")
+        assert wait_until(lambda: units[1].decided == 5 and units[0].decided == 5, 10)
+    finally:
+        station.request_stop("test")
+        runner.join(30)
+    lane = [i.decision for i in sink.got if i.frame.camera == "lane"]
+    assert [d.outcome for d in lane] == [Outcome.PASS] + [Outcome.NO_READ] * 4
+    assert all(d.reason is Reason.CAMERA_OFFLINE and "cable pulled" in d.detail for d in lane[1:])
+    top = [i.decision for i in sink.got if i.frame.camera == "top"]
+    assert len(top) == 5 and all(d.outcome is Outcome.PASS for d in top)
+    assert station.counters.triggers == station.counters.decisions == 10
