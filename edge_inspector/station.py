@@ -355,6 +355,7 @@ class Station:
         if part.unit.source.buffer_strategy is BufferStrategy.WAIT:
             self.queue.put(part)  # the replay waits for room
             return
+        passed = 0  # queued parts that may not be dropped (an end marker, a paced replay's part)
         while True:
             try:
                 self.queue.put_nowait(part)
@@ -364,15 +365,23 @@ class Station:
                     oldest = self.queue.get_nowait()
                 except queue.Empty:
                     continue
-                if oldest is _END:  # never drop the end marker
-                    self.queue.put(oldest)
-                    continue
-                self.counters.overflow += 1
-                self.overflow.append(Part(oldest.unit, tuple(
-                    replace(v, image=None, error="dropped: the inspection queue was full",
-                            error_reason=Reason.OVERFLOW) for v in oldest.views)))
-                log.warning("queue_overflow", part_id=oldest.part_id, camera=oldest.unit.name,
-                            dropped=self.counters.overflow)
+                if oldest is _END or oldest.unit.source.buffer_strategy is BufferStrategy.WAIT:
+                    self.queue.put(oldest)  # to the back (a paced unit has one part queued at most)
+                    passed += 1
+                    if passed <= self.queue.maxsize:
+                        continue
+                    oldest, part = part, None  # nothing droppable waits: this part is the overflow
+                self._overflow(oldest)
+                if part is None:
+                    return
+
+    def _overflow(self, oldest: Part) -> None:
+        self.counters.overflow += 1
+        self.overflow.append(Part(oldest.unit, tuple(
+            replace(v, image=None, error="dropped: the inspection queue was full",
+                    error_reason=Reason.OVERFLOW) for v in oldest.views)))
+        log.warning("queue_overflow", part_id=oldest.part_id, camera=oldest.unit.name,
+                    dropped=self.counters.overflow)
 
     # --- worker thread ----------------------------------------------------------------------
 

@@ -267,3 +267,32 @@ def test_a_dropped_camera_no_reads_its_part_in_hand_and_every_later_trigger_the_
     top = [i.decision for i in sink.got if i.frame.camera == "top"]
     assert len(top) == 5 and all(d.outcome is Outcome.PASS for d in top)
     assert station.counters.triggers == station.counters.decisions == 10
+
+
+def test_a_live_cameras_overflow_never_drops_a_paced_replays_part():
+    from edge_inspector.station import Part
+
+    cfg = load_config(None, ["cameras=[{name: replay, capture: {kind: demo}}, {name: live, capture: {kind: demo}}]",
+                             "pipeline.queue_size=2"])
+    shared = GuardedJudge(Recording(), 0.01)
+    versions = Versions("s", "m", "c")
+    cams = {n: Stages(c, Inspector(Scored(), shared, Policy(c.policy)), versions)
+            for n, c in cfg.camera_configs().items()}
+    replay_src = Burst("replay", 0)
+    replay_src.buffer_strategy = BufferStrategy.WAIT
+    replay = Unit("replay", replay_src, HookedPartFactory(5.0), None, ("replay",))
+    live = Unit("live", Burst("live", 0), HookedPartFactory(5.0), None, ("live",))
+    station = Station(StationStages(cfg, cams, shared, versions), None, Outputs([Sink()]), units=[replay, live])
+
+    def part(unit):
+        return Part(unit, (unit.parts.trigger(unit.name).frame(np.zeros((4, 4), np.uint8)),))
+
+    first_replay, first_live = part(replay), part(live)
+    station._enqueue(first_replay)
+    station._enqueue(first_live)
+    station._enqueue(part(live))  # full: the live camera's oldest goes, the replay's stays
+    assert [p.part_id for p in station.overflow] == [first_live.part_id]
+    station._enqueue(part(live))
+    queued = [station.queue.get_nowait() for _ in range(station.queue.qsize())]
+    assert first_replay in queued and station.counters.overflow == 2
+    shared.close()
