@@ -1,8 +1,8 @@
 """A view set: several cameras that see one part at one trigger (top and bottom of a board).
 
-:class:`ViewSetSource` makes the part (one trigger, one part id and deadline, armed once at the
-set's PLC lane) and then takes one frame from each camera's source, in lock step: each camera's
-``parts.trigger`` returns that part under the camera's name. It yields the part's views, one
+:class:`ViewSetSource` takes one frame from each camera's source per round, in lock step; the first
+camera that triggers in a round makes the part (one part id and deadline, armed once at the set's
+PLC lane), and every camera's ``parts.trigger`` returns that part under the camera's name. It yields the part's views, one
 :class:`~edge_inspector.envelope.Frame` per camera, as a tuple. A camera that drops (its source
 raises or ends) gives a ``camera_offline`` view for every later part, so the part still has all its
 views and still gets its one decision (a NO-READ, unless another view rejects it); the other cameras
@@ -28,14 +28,16 @@ log = structlog.get_logger(__name__)
 
 
 class _SharedPart:
-    """The PartFactory each camera of the set sees: the set's current part, under its name."""
+    """The PartFactory each camera of the set sees: the set's current part, under its name. The
+    part is made by the first camera that triggers in a round (its time is the part's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parts: PartFactory, name: str) -> None:
+        self.parts, self.name = parts, name
         self.current: Trigger | None = None
 
     def trigger(self, camera: str, t_mono: float | None = None) -> Trigger:
         if self.current is None:
-            raise RuntimeError("a view set camera triggered outside the set's trigger")
+            self.current = self.parts.trigger(self.name, t_mono)
         return replace(self.current, camera=camera)
 
 
@@ -77,7 +79,7 @@ class ViewSetSource(Source):
         return {"name": self.name, "kind": "view_set", "state": state, "views": views}
 
     def frames(self, parts: PartFactory, stop: threading.Event) -> Iterator[tuple[Frame, ...]]:
-        shared = _SharedPart()
+        shared = _SharedPart(parts, self.name)
         streams: dict[str, Iterator[Frame]] = {}
         for cam in self.cameras:
             try:
@@ -85,24 +87,35 @@ class ViewSetSource(Source):
             except Exception as exc:  # noqa: BLE001 - this camera only
                 self._drop(cam.name, f"{type(exc).__name__}: {exc}")
         while not stop.is_set() and len(self.dropped) < len(self.cameras):
-            trig = parts.trigger(self.name)
-            shared.current = trig
-            yield tuple(self._view(cam.name, streams.get(cam.name), trig) for cam in self.cameras)
+            shared.current = None
+            grabbed = [self._grab(cam.name, streams.get(cam.name), stop) for cam in self.cameras]
+            trig = shared.current
+            if trig is None:  # no camera triggered this round (the sources ended): no part
+                continue
+            yield tuple(self._view(frame, trig) if frame is not None else self._offline(cam.name, trig)
+                        for cam, frame in zip(self.cameras, grabbed, strict=True))
 
-    def _view(self, camera: str, stream: Iterator[Frame] | None, trig: Trigger) -> Frame:
-        if camera not in self.dropped and stream is not None:
-            try:
-                frame = next(stream, None)
-            except Exception as exc:  # noqa: BLE001 - a camera that drops: this view only
-                frame = None
-                self._drop(camera, f"{type(exc).__name__}: {exc}")
-            if frame is not None:
-                return replace(frame, part_id=trig.part_id, seq=trig.seq, trigger_mono=trig.t_mono,
-                               trigger_wall=trig.t_wall, deadline_mono=trig.deadline_mono)
+    def _grab(self, camera: str, stream: Iterator[Frame] | None, stop: threading.Event) -> Frame | None:
+        if camera in self.dropped or stream is None:
+            return None
+        try:
+            frame = next(stream, None)
+        except Exception as exc:  # noqa: BLE001 - a camera that drops: this view only
+            self._drop(camera, f"{type(exc).__name__}: {exc}")
+            return None
+        if frame is None and not stop.is_set():
             self._drop(camera, "the source ended")
-        return replace(trig, camera=camera).frame(
-            None, error=f"camera {camera} dropped: {self.dropped.get(camera, 'no source')}",
-            error_reason=Reason.CAMERA_OFFLINE)
+        return frame
+
+    @staticmethod
+    def _view(frame: Frame, trig: Trigger) -> Frame:
+        return replace(frame, part_id=trig.part_id, seq=trig.seq, trigger_mono=trig.t_mono,
+                       trigger_wall=trig.t_wall, deadline_mono=trig.deadline_mono)
+
+    def _offline(self, camera: str, trig: Trigger) -> Frame:
+        error = (f"camera {camera} dropped: {self.dropped[camera]}" if camera in self.dropped
+                 else "the station stopped before the grab")
+        return replace(trig, camera=camera).frame(None, error=error, error_reason=Reason.CAMERA_OFFLINE)
 
     def _drop(self, camera: str, why: str) -> None:
         if camera not in self.dropped:
