@@ -162,7 +162,7 @@ class Config(ConfigModel):
                                      "own triggers (hardware or free_run, or a demo/folder source); "
                                      "software triggers in a view set are not supported")
         for name, members in sets.items():
-            where = f"cameras (view_set {name!r})"
+            where = f"view_set {name!r}"
             if name in seen:
                 raise ValueError(f"{where}: a view set needs a name no camera has")
             if name in RESERVED_CAMERA_NAMES:
