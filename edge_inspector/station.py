@@ -333,12 +333,16 @@ class Station:
 
     def _drain_dropped(self, unit: Unit, error: str) -> None:
         """A dropped camera's trigger bus (its PLC lane, its timer, commands): each later event is
-        still a part, a ``camera_offline`` NO-READ, until the station stops."""
+        still a part, a ``camera_offline`` NO-READ, until the station stops or every other camera
+        has ended (then the station ends, as it does when its only camera ends)."""
         bus = unit.triggers
+        others = [u for u in self.units if u is not unit]
         while True:
             event = bus.wait(0.1)
             if event is None:
-                if self.stop.is_set() or bus.closed:
+                if self.stop.is_set() or bus.closed or not any(  # not started yet counts as running
+                        u.thread is not None and (u.thread.ident is None or u.thread.is_alive())
+                        for u in others):
                     return
                 continue
             trig = unit.parts.trigger(unit.name, t_mono=event.t_mono)
