@@ -10,11 +10,12 @@ Secrets are never in the file: fields of type SecretRef take ``env:NAME`` or ``f
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_inspector.api.config import ApiConfig
 from edge_inspector.capture.basler import BaslerSourceConfig
@@ -70,6 +71,48 @@ class LoggingConfig(ConfigModel):
                                                "shippers, console for people.")
 
 
+RESERVED_CAMERA_NAMES = frozenset({"available", "result", "state", "stats", "reject_image", "set",
+                                   "reply", "status"})  # the station's own MQTT topic segments
+
+
+class CameraConfig(ConfigModel):
+    """One camera of a multi-camera station (``cameras:``). What it leaves out comes from the
+    station's sections (``regions``, ``triggers``, ``policy.deadline_ms``, the judge's recipe)."""
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="The camera's name: in rows, status, MQTT topics "
+                      "(<prefix>/<station>/<camera>/result) and reject image names.")
+    capture: CaptureConfig = Field(..., description="Where this camera's frames come from (its "
+                                   "source and, for basler/opencv, its trigger mode).")
+    triggers: TriggersConfig | None = Field(None, description="This camera's software trigger "
+                                            "input; null: the station's ``triggers`` section.")
+    recipe: ConfigPath | None = Field(None, description="This camera's product recipe: the shared "
+                                      "vlm/openai judge prompts with it for this camera's parts, and "
+                                      "its regions block chooses the camera's regions model. Null: "
+                                      "the judge's recipe.")
+    regions: RegionsConfig | None = Field(None, description="This camera's regions model (wins over "
+                                          "the recipe's block); null: the recipe's, else the "
+                                          "station's ``regions`` section.")
+    deadline_ms: float | None = Field(None, gt=0, description="This camera's deadline from trigger "
+                                      "to decision; null: policy.deadline_ms.")
+    plc: PlcConfig = Field(default_factory=NoPlcConfig, description="This camera's PLC lane: its own "
+                           "bridge (one bridge drives one reject gate: a lane is a bridge on its "
+                           "own serial port) or its own Modbus RTU slave (port and unit_id); none: "
+                           "store and MQTT only.")
+    view_set: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                                 description="Cameras with the same view_set see one part per "
+                                 "trigger: the part's decision combines their views (any REJECT: "
+                                 "REJECT; else any NO-READ: NO-READ; else PASS). Rows, topics and "
+                                 "the lane are the view set's.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_regions_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("regions"), dict) and "kind" not in data["regions"]:
+            data = {**data, "regions": {"kind": "variation", **data["regions"]}}
+        return data
+
+
 class Config(ConfigModel):
     station: StationConfig = Field(default_factory=StationConfig, description="The station.")
     capture: CaptureConfig = Field(default_factory=DemoSourceConfig, description="Where frames come from.")
@@ -91,6 +134,88 @@ class Config(ConfigModel):
                            "bridge (firmware bridge on serial), modbus_rtu or none.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="The HTTP API, Prometheus metrics "
                            "and the local page; loopback by default.")
+    cameras: list[CameraConfig] | None = Field(None, min_length=1, description="A multi-camera "
+                                               "station: each camera with its own source, trigger, "
+                                               "recipe, regions, deadline and PLC lane, one judge "
+                                               "shared by all (docs/cameras.md). Null: one camera, "
+                                               "the ``capture`` section, named after its source.")
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_names(cls, cameras: list[CameraConfig] | None) -> list[CameraConfig] | None:
+        if not cameras:
+            return cameras
+        seen: dict[str, int] = {}
+        sets: dict[str, list[CameraConfig]] = {}
+        for i, cam in enumerate(cameras):
+            if cam.name in seen:
+                raise ValueError(f"cameras.{i}.name: duplicate camera name {cam.name!r} (also "
+                                 f"cameras.{seen[cam.name]}.name); each camera needs its own name")
+            if cam.name in RESERVED_CAMERA_NAMES:
+                raise ValueError(f"cameras.{i}.name: {cam.name!r} is one of the station's own MQTT "
+                                 f"topics ({', '.join(sorted(RESERVED_CAMERA_NAMES))}); choose another")
+            seen[cam.name] = i
+            if cam.view_set is not None:
+                sets.setdefault(cam.view_set, []).append(cam)
+                if getattr(cam.capture, "trigger", None) == "software":
+                    raise ValueError(f"cameras.{i}.capture.trigger: a view set's cameras make their "
+                                     "own triggers (hardware or free_run, or a demo/folder source); "
+                                     "software triggers in a view set are not supported")
+        for name, members in sets.items():
+            where = f"view_set {name!r}"
+            if name in seen:
+                raise ValueError(f"{where}: a view set needs a name no camera has")
+            if name in RESERVED_CAMERA_NAMES:
+                raise ValueError(f"{where}: {name!r} is one of the station's own MQTT topics")
+            if len({m.deadline_ms for m in members}) > 1:
+                raise ValueError(f"{where}: its cameras see one part, so they need the same deadline_ms")
+            if len({m.triggers for m in members}) > 1:
+                raise ValueError(f"{where}: its cameras see one part, so they need the same triggers")
+            if sum(m.plc.kind != "none" for m in members) > 1:
+                raise ValueError(f"{where}: one part has one gate: give the plc lane to one of its "
+                                 "cameras only")
+        return cameras
+
+    @model_validator(mode="after")
+    def _cameras_own_their_lanes(self) -> Config:
+        if not self.cameras:
+            return self
+        if "capture" in self.model_fields_set:
+            raise ValueError("capture: with cameras:, each camera has its own capture section; "
+                             "move it under cameras.<n>.capture")
+        if self.plc.kind != "none":
+            raise ValueError("plc: with cameras:, each camera (or view set) has its own PLC lane "
+                             "(cameras.<n>.plc); the station-level plc must be none")
+        return self
+
+    @property
+    def multi_camera(self) -> bool:
+        return bool(self.cameras)
+
+    def camera_configs(self) -> dict[str, Config]:
+        """Each camera's effective config (its own capture, triggers, regions, deadline, PLC lane;
+        the rest the station's), by camera name. Without ``cameras:`` one camera, named after its
+        source (``capture.name``), whose config is this one. Raises ConfigError for a recipe whose
+        regions block is invalid."""
+        if not self.cameras:
+            return {self.capture.name: self}
+        out: dict[str, Config] = {}
+        for cam in self.cameras:
+            update: dict[str, Any] = {"capture": cam.capture.model_copy(update={"name": cam.name}),
+                                      "plc": cam.plc, "cameras": None}
+            if cam.triggers is not None:
+                update["triggers"] = cam.triggers
+            if cam.deadline_ms is not None:
+                update["policy"] = self.policy.model_copy(update={"deadline_ms": cam.deadline_ms})
+            if cam.regions is not None:
+                update["regions"] = cam.regions
+            if cam.recipe is not None and getattr(self.judge, "recipe", None) is not None:
+                update["judge"] = self.judge.model_copy(update={"recipe": cam.recipe})
+            one = self.model_copy(update=update)
+            if cam.regions is None and cam.recipe is not None:
+                one = _with_recipe_regions(one, [], Path.cwd(), recipe=cam.recipe)
+            out[cam.name] = one
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +225,8 @@ class Config(ConfigModel):
             for section, kind in (("regions", "variation"), ("judge", "anomaly")):
                 if isinstance(data.get(section), dict) and "kind" not in data[section]:
                     data = {**data, section: {"kind": kind, **data[section]}}
+            if isinstance(data.get("cameras"), list):  # each camera's regions section, likewise
+                data = {**data, "cameras": [CameraConfig._default_regions_kind(c) for c in data["cameras"]]}
         return data
 
     @model_validator(mode="after")
@@ -160,13 +287,20 @@ def _key_path(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(parts) or "(top level)"
 
 
+_NAMED_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+|[A-Za-z_][A-Za-z0-9_]*): (.+)$", re.S)
+
+
 def format_errors(exc: ValidationError, data: Any, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; `edge-inspector config schema` lists the keys)"
-        lines.append(f"  {_key_path(tuple(err['loc']), data)}: {msg}")
+        where = _key_path(tuple(err["loc"]), data)
+        named = _NAMED_KEY.match(msg)  # a cross-field check that names its own key, below ``where``
+        if named and (where == "(top level)" or named.group(1).startswith(where)):
+            where, msg = named.group(1), named.group(2)
+        lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
 
 
@@ -206,15 +340,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, data, source)) from None
     regions_overrides = [o for o in overrides or [] if parse_override(o)[0][0] == "regions"]
-    return _with_recipe_regions(cfg, regions_overrides, base_dir)
+    cfg = _with_recipe_regions(cfg, regions_overrides, base_dir)
+    cfg.camera_configs()  # each camera's recipe regions block: its errors now, at load
+    return cfg
 
 
-def _with_recipe_regions(cfg: Config, overrides: list[str], base_dir: Path) -> Config:
+def _with_recipe_regions(cfg: Config, overrides: list[str], base_dir: Path,
+                         recipe: Path | None = None) -> Config:
     """A recipe with a ``regions`` block chooses the product's regions model: it replaces the station's
     regions section (its paths are relative to the recipe). The command line's ``--set regions.*``
     overrides still win, applied on top of the recipe's block (one that changes ``regions.kind``
     leaves the recipe's block out). A missing recipe is the judge's to report."""
-    recipe = getattr(cfg.judge, "recipe", None)
+    recipe = recipe if recipe is not None else getattr(cfg.judge, "recipe", None)
     if recipe is None or not Path(recipe).is_file():
         return cfg
     try:

@@ -21,13 +21,40 @@ from edge_inspector.outputs import Outputs
 from edge_inspector.outputs.images import DiskGuard, RejectImages
 from edge_inspector.outputs.store import Store
 from edge_inspector.plc import PlcService, build_plc
+from edge_inspector.plc.lane import Lane
 from edge_inspector.service.config import control_socket_path
 from edge_inspector.service.control import ControlServer
 from edge_inspector.service.handlers import access_for, station_dispatcher
 from edge_inspector.service.notify import SystemdNotifier
 from edge_inspector.service.reload import Reloader
 from edge_inspector.service.retention import Retention
-from edge_inspector.stages import build_stages
+from edge_inspector.stages import build_stages, build_station_stages
+
+def build_units(cfg: Config, stages) -> tuple[list[_station.Unit], dict[str, Config]]:
+    """A multi-camera station's units: one per camera, one per view set (its cameras' sources in
+    lock step), each with its own trigger bus, part factory (its deadline) and the config its PLC
+    lane is built from (the view set's: the one camera of the set that has a lane)."""
+    from edge_inspector.capture.viewset import ViewSetSource
+
+    groups: dict[str, list] = {}
+    for cam in cfg.cameras or []:
+        groups.setdefault(cam.view_set or cam.name, []).append(cam)
+    units, lane_cfgs = [], {}
+    for name, cams in groups.items():
+        cfgs = [stages.config_for(c.name) for c in cams]
+        lane = next((c for c in cfgs if c.plc.kind != "none"), cfgs[0])
+        bus = TriggerBus()
+        view_set = cams[0].view_set is not None
+        if view_set:
+            source = ViewSetSource(name, [build_source(c.capture, triggers=TriggerBus()) for c in cfgs])
+        else:
+            source = build_source(cfgs[0].capture, triggers=bus)
+        parts = _station.HookedPartFactory(cfgs[0].policy.deadline_ms / 1000)
+        units.append(_station.Unit(name, source, parts, bus, tuple(c.name for c in cams),
+                                   timer_hz=cfgs[0].triggers.timer_hz, view_set=view_set))
+        lane_cfgs[name] = lane
+    return units, lane_cfgs
+
 
 Counters = _station.Counters
 HookedPartFactory = _station.HookedPartFactory
@@ -41,7 +68,7 @@ class Station(_station.Station):
               ) -> Station:
         """Load everything the station needs; a missing device or file raises StartupError.
         ``config_path`` and ``overrides`` are what a reload (SIGHUP, ``ctl reload``) reads again."""
-        stages = build_stages(cfg)
+        stages = build_station_stages(cfg)
         try:
             return _wire(cls, cfg, stages, config_path, list(overrides or []))
         except BaseException:
@@ -53,14 +80,20 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
           ) -> Station:
     station: Station | None = None  # the lambdas below read the stages in force once it exists
 
-    def versions():
-        return station.versions
+    def versions():  # the part in hand's, while the worker records it (its camera's recipe)
+        return station.part_versions()
 
     triggers = TriggerBus()  # software-triggered cameras wait on it; timer, PLC, commands fire it
-    source = build_source(cfg.capture, triggers=triggers)
+    units = None
+    if cfg.multi_camera:  # one unit (capture thread, bus, deadline, lane) per camera or view set
+        units, lane_cfgs = build_units(cfg, stages)
+        source, triggers = None, units[0].triggers
+    else:
+        source = build_source(cfg.capture, triggers=triggers)
     data = Path(cfg.station.data_dir)
     ret = cfg.service.retention
-    images = DiskGuard(RejectImages(cfg.images, data / "rejects", live_cfg=lambda: station.cfg.images),
+    images = DiskGuard(RejectImages(cfg.images, data / "rejects", live_cfg=lambda: station.cfg.images,
+                                    per_camera=cfg.multi_camera),
                        data, ret.min_free_mb, ret.check_disk_every_s)
     mqtt = None
     if cfg.mqtt.active:  # the result goes into the outbox in the row's transaction (outputs/mqtt)
@@ -69,24 +102,36 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
         mqtt = build_mqtt(cfg, versions)
     store = Store(cfg.db_path, images, versions, writers=[mqtt.outbox] if mqtt else [])
     try:
-        plc = build_plc(cfg, getattr(source, "triggers", None))  # None without a PLC link
+        lanes = []  # (unit, link): the PLC links, each the gate of its own parts
+        if units is None:
+            plc = build_plc(cfg, getattr(source, "triggers", None))  # None without a PLC link
+            lanes = [(None, plc)] if plc else []
+        else:
+            for unit in units:
+                link = build_plc(lane_cfgs[unit.name], getattr(unit.source, "triggers", None))
+                if link is not None:
+                    lanes.append((unit, link))
+        gates = [plc if unit is None else Lane(plc, unit.name) for unit, plc in lanes]
         owned = [store, mqtt.output] if mqtt else [store]
         feed = None
         if cfg.api.enabled:  # last: metrics and the live feed see what the gate did and the store kept
             from edge_inspector.api.service import build_feed
 
             feed = build_feed(cfg.api)
-        outputs = Outputs(([plc] if plc else []) + owned + ([feed] if feed else []),
-                          owned=owned)  # the PLC link: its service's
-        station = cls(stages, source, outputs, triggers)
-        reloader = Reloader(config_path, overrides, load_config, build_stages, station.install,
+        outputs = Outputs(gates + owned + ([feed] if feed else []),
+                          owned=owned)  # the PLC links: their services'
+        station = cls(stages, source, outputs, triggers, units=units)
+        reloader = Reloader(config_path, overrides, load_config, build_station_stages, station.install,
                             lambda: station.cfg)
         s = cfg.service
         station.dispatcher = station_dispatcher(station, reloader, dict(cfg.mqtt.recipes),
                                                 s.watchdog.stuck_after_s, config_path, access_for(cfg))
-        if plc is not None:  # the first output; arms each part at its trigger
-            station.parts.hooks.append(plc.arm)
-            station.services.add(PlcService(plc, lambda: station.last_progress_mono))
+        for unit, plc in lanes:  # the first outputs; each arms its parts at their trigger
+            (station.parts if unit is None else unit.parts).hooks.append(plc.arm)
+            service = PlcService(plc, lambda: station.last_progress_mono)
+            if unit is not None:
+                service.name = f"plc-{unit.name}"
+            station.services.add(service)
         if mqtt is not None:
             mqtt.publisher.attach(station, station.dispatcher)
             station.services.add(mqtt.publisher)

@@ -191,9 +191,19 @@ class Inspection:
     decision: Decision
     regions: Regions | None = None
     verdict: Verdict | None = None
+    views: tuple[Inspection, ...] = ()  # a view set's part: each camera's own (policy/views.py)
 
     def to_json(self) -> dict[str, Any]:
-        """The result as a flat JSON object: the CLI, the store and MQTT share this shape."""
+        """The result as a flat JSON object: the CLI, the store and MQTT share this shape. A view
+        set's part also lists its ``views`` (camera, decision, reason, detail, score, P(defective))."""
+        out = self._flat()
+        if self.views:
+            out["views"] = [{k: j[k] for k in ("camera", "source", "decision", "action", "reason",
+                                               "detail", "score", "p_defective", "regions")}
+                            for j in (v._flat() for v in self.views)]
+        return out
+
+    def _flat(self) -> dict[str, Any]:
         f, d, r, v = self.frame, self.decision, self.regions, self.verdict
         return {
             "id": f.part_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import dataclass
 
 import structlog
 
@@ -34,16 +35,19 @@ def _stage_failed(exc: BaseException) -> str:
 
 
 class GuardedJudge:
-    """Runs a judge on its own thread and waits at most until the part's deadline (plus a grace).
+    """Runs a judge on its own thread and waits at most until each part's deadline (plus a grace).
 
     A judge that hangs cannot stall the line: the part is a timeout, and while the judge is still
     stuck every further part is a timeout at once (``busy``), until it returns. The thread is a
-    daemon thread, so a stuck judge cannot keep the process from exiting either.
+    daemon thread, so a stuck judge cannot keep the process from exiting either. Several parts
+    that wait together (a multi-camera station) go to the judge in one call (:meth:`batch`); each
+    is waited for until its own deadline.
     """
 
     def __init__(self, judge: Judge, grace_s: float = 0.05) -> None:
         self.judge = judge
         self.grace_s = grace_s
+        self.calls = 0  # judge calls made (a batch is one)
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._busy_since: float | None = None
         self._busy_part: str | None = None
@@ -55,9 +59,13 @@ class GuardedJudge:
             job = self._jobs.get()
             if job is None:
                 return
-            frame, regions, box = job
+            items, box = job
             try:
-                box["verdict"] = self.judge.judge(frame, regions, frame.deadline_mono)
+                if len(items) == 1:  # one part: the judge's own call, as before batches existed
+                    frame, regions = items[0]
+                    box["results"] = [self.judge.judge(frame, regions, frame.deadline_mono)]
+                else:
+                    box["results"] = list(self.judge.judge_many(items))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 box["error"] = exc
             finally:
@@ -70,24 +78,38 @@ class GuardedJudge:
         return 0.0 if since is None else time.monotonic() - since
 
     def __call__(self, frame: Frame, regions: Regions) -> Verdict:
+        result = self.batch([(frame, regions)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def batch(self, items: list[tuple[Frame, Regions]]) -> list[Verdict | Exception]:
+        """A verdict or the exception for each part (JudgeTimeout for one whose deadline passed
+        first), in order; never raises for a part."""
+        if not items:
+            return []
         if self._busy_since is not None:
-            raise JudgeTimeout(f"the judge is still busy with part {self._busy_part} "
-                               f"({self.busy_for_s:.1f} s)")
+            return [JudgeTimeout(f"the judge is still busy with part {self._busy_part} "
+                                 f"({self.busy_for_s:.1f} s)") for _ in items]
         box: dict = {"done": threading.Event()}
-        self._busy_since, self._busy_part = time.monotonic(), frame.part_id
-        self._jobs.put((frame, regions, box))
-        remaining = frame.remaining_s()
-        timeout = None if remaining == float("inf") else max(0.0, remaining) + self.grace_s
-        if not box["done"].wait(timeout):
-            raise JudgeTimeout("the judge did not answer before the deadline")
-        if "error" in box:
-            err = box["error"]
-            if isinstance(err, Exception):
-                raise err
-            # SystemExit, KeyboardInterrupt... raised by the judge's code on its own thread: a
-            # failure of this part, not a request to stop the process
-            raise JudgeError(f"the judge raised {type(err).__name__}: {err}") from err
-        return box["verdict"]
+        self._busy_since, self._busy_part = time.monotonic(), items[0][0].part_id
+        self.calls += 1
+        self._jobs.put((list(items), box))
+        results: list[Verdict | Exception | None] = [None] * len(items)
+        for i in sorted(range(len(items)), key=lambda i: items[i][0].deadline_mono):
+            remaining = items[i][0].remaining_s()
+            timeout = None if remaining == float("inf") else max(0.0, remaining) + self.grace_s
+            if box["done"].wait(timeout):
+                break
+            results[i] = JudgeTimeout("the judge did not answer before the deadline")
+        if not box["done"].is_set():
+            return results  # type: ignore[return-value] - every part has timed out
+        got = box.get("results")
+        if "error" in box or got is None or len(got) != len(items):
+            err = box.get("error") or JudgeError(f"the judge answered {len(got or [])} verdicts "
+                                                 f"for {len(items)} parts")
+            got = [err] * len(items)
+        return [r if r is not None else _as_failure(g) for r, g in zip(results, got, strict=True)]
 
     def close(self) -> None:
         try:
@@ -97,12 +119,36 @@ class GuardedJudge:
         self.judge.close()
 
 
-class Inspector:
-    """regions -> judge -> policy for one frame, with the time of each stage."""
+def _as_failure(result):
+    """A judge's result for one part: a verdict, an Exception, or a SystemExit/KeyboardInterrupt
+    raised by the judge's code on its own thread (a failure of this part, not a request to stop
+    the process)."""
+    if isinstance(result, BaseException) and not isinstance(result, Exception):
+        return JudgeError(f"the judge raised {type(result).__name__}: {result}")
+    return result
 
-    def __init__(self, regions: RegionFinder, judge: Judge, policy: Policy, grace_s: float = 0.05) -> None:
+
+@dataclass(slots=True)
+class Pending:
+    """A part between its regions and its verdict (the judge may take several at once)."""
+
+    frame: Frame
+    regions: Regions
+    timings: dict[str, float]
+    t_judge: float  # time.monotonic() when it was handed to the judge
+
+
+class Inspector:
+    """regions -> judge -> policy for one frame, with the time of each stage.
+
+    ``judge``: a Judge (this inspector runs it behind its own :class:`GuardedJudge` and closes it)
+    or a GuardedJudge shared with other cameras' inspectors (its owner closes it)."""
+
+    def __init__(self, regions: RegionFinder, judge: Judge | GuardedJudge, policy: Policy,
+                 grace_s: float = 0.05) -> None:
         self.regions = regions
-        self.judge = GuardedJudge(judge, grace_s)
+        self.owns_judge = not isinstance(judge, GuardedJudge)
+        self.judge = GuardedJudge(judge, grace_s) if self.owns_judge else judge
         self.policy = policy
 
     @property
@@ -110,6 +156,13 @@ class Inspector:
         return f"{self.regions.fingerprint}+{self.judge.judge.fingerprint}"
 
     def inspect(self, frame: Frame, started: float | None = None) -> Inspection:
+        step = self.prepare(frame, started)
+        if isinstance(step, Inspection):
+            return step
+        return self.finish(step, self.judge.batch([(step.frame, step.regions)])[0])
+
+    def prepare(self, frame: Frame, started: float | None = None) -> Inspection | Pending:
+        """Up to the judge: a NO-READ Inspection when the part ends here, else what the judge needs."""
         t0 = time.monotonic() if started is None else started
         timings = {"queue": (t0 - frame.trigger_mono) * 1000}
         if "capture_ms" in frame.meta:
@@ -118,53 +171,70 @@ class Inspector:
             except (TypeError, ValueError):
                 log.warning("capture_time_ignored", part_id=frame.part_id,
                             capture_ms=repr(frame.meta["capture_ms"]))
-
-        def done(decision, regions: Regions | None = None, verdict: Verdict | None = None) -> Inspection:
-            decision.timings_ms["total"] = (time.monotonic() - frame.trigger_mono) * 1000
-            return Inspection(frame, decision, regions, verdict)
-
-        def no_read(reason: Reason, detail: str, regions: Regions | None = None) -> Inspection:
-            return done(self.policy.no_read(frame, reason, detail, timings), regions)
-
         if not frame.readable:
-            return no_read(frame.error_reason, frame.error or "no image")
+            return self._no_read(frame, timings, frame.error_reason, frame.error or "no image")
         try:
             regions = self.regions.find(frame)
             problem = regions_problem(regions)
         except RegistrationFailed as exc:  # a registration that cannot be trusted: its own reason
             log.warning("registration_failed", part_id=frame.part_id, error=str(exc), **exc.figures)
-            return no_read(Reason.REGISTRATION_FAILED, str(exc))
+            return self._no_read(frame, timings, Reason.REGISTRATION_FAILED, str(exc))
         except BaseException as exc:  # noqa: BLE001 - any failure is a NO-READ, never a crash
             problem = _stage_failed(exc)
         if problem is not None:
             log.warning("regions_failed", part_id=frame.part_id, error=problem)
-            return no_read(Reason.REGIONS_ERROR, problem)
+            return self._no_read(frame, timings, Reason.REGIONS_ERROR, problem)
         t1 = time.monotonic()
         timings["regions"] = (t1 - t0) * 1000
-        try:
-            verdict = self.judge(frame, regions)
-        except JudgeTimeout as exc:
-            timings["judge"] = (time.monotonic() - t1) * 1000
-            return no_read(Reason.TIMEOUT, str(exc), regions)
-        except BaseException as exc:  # noqa: BLE001
-            detail = _stage_failed(exc)
-            timings["judge"] = (time.monotonic() - t1) * 1000
-            log.warning("judge_failed", part_id=frame.part_id, error=detail)
-            return no_read(Reason.JUDGE_ERROR, detail, regions)
+        return Pending(frame, regions, timings, t1)
+
+    def finish(self, step: Pending, result: Verdict | BaseException) -> Inspection:
+        """From the judge's verdict (or its failure for this part) to the decision."""
+        frame, regions, timings = step.frame, step.regions, step.timings
         t2 = time.monotonic()
-        timings["judge"] = (t2 - t1) * 1000
+        timings["judge"] = (t2 - step.t_judge) * 1000
+        if isinstance(result, JudgeTimeout):
+            return self._no_read(frame, timings, Reason.TIMEOUT, str(result), regions)
+        if isinstance(result, BaseException):
+            detail = _stage_failed(result)
+            log.warning("judge_failed", part_id=frame.part_id, error=detail)
+            return self._no_read(frame, timings, Reason.JUDGE_ERROR, detail, regions)
+        verdict = result
         problem = verdict_problem(verdict)
         if problem is not None:
             log.warning("judge_failed", part_id=frame.part_id, error=problem)
-            return no_read(Reason.JUDGE_ERROR, problem, regions)
+            return self._no_read(frame, timings, Reason.JUDGE_ERROR, problem, regions)
         try:
             decision = self.policy.decide(frame, verdict, timings)
         except BaseException as exc:  # noqa: BLE001 - a policy bug must not lose the part
             detail = f"the policy failed: {_stage_failed(exc)}"
             log.error("policy_failed", part_id=frame.part_id, error=detail)
-            return no_read(Reason.JUDGE_ERROR, detail, regions)
+            return self._no_read(frame, timings, Reason.JUDGE_ERROR, detail, regions)
         timings["policy"] = (time.monotonic() - t2) * 1000
-        return done(decision, regions, verdict)
+        return _done(frame, decision, regions, verdict)
+
+    def _no_read(self, frame: Frame, timings: dict[str, float], reason: Reason, detail: str,
+                 regions: Regions | None = None) -> Inspection:
+        return _done(frame, self.policy.no_read(frame, reason, detail, timings), regions)
 
     def close(self) -> None:
-        self.judge.close()
+        if self.owns_judge:
+            self.judge.close()
+
+
+def _done(frame: Frame, decision, regions: Regions | None = None, verdict: Verdict | None = None) -> Inspection:
+    decision.timings_ms["total"] = (time.monotonic() - frame.trigger_mono) * 1000
+    return Inspection(frame, decision, regions, verdict)
+
+
+def inspect_batch(jobs: list[tuple[Inspector, Frame]], judge: GuardedJudge) -> list[Inspection]:
+    """Several parts (each with its camera's inspector) through their stages, the parts that reach
+    the judge together in one ``judge`` call. One Inspection per job, in order."""
+    steps = [inspector.prepare(frame) for inspector, frame in jobs]
+    waiting = [i for i, s in enumerate(steps) if isinstance(s, Pending)]
+    for i in waiting:  # the judge's time counts from the batch's start for each part
+        steps[i].t_judge = time.monotonic()
+    verdicts = judge.batch([(steps[i].frame, steps[i].regions) for i in waiting])
+    for i, verdict in zip(waiting, verdicts, strict=True):
+        steps[i] = jobs[i][0].finish(steps[i], verdict)
+    return steps  # type: ignore[return-value] - every step is an Inspection now

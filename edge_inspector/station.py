@@ -40,11 +40,14 @@ from edge_inspector.commands import Dispatcher, Request
 from edge_inspector.envelope import Frame, Inspection, Outcome, Reason
 from edge_inspector.lifecycle import Listener, Services
 from edge_inspector.outputs import Outputs
+from edge_inspector.pipeline import inspect_batch
+from edge_inspector.policy.views import combine_views
 
 if TYPE_CHECKING:
     from edge_inspector.config import Config
     from edge_inspector.pipeline import Inspector
-    from edge_inspector.stages import Stages
+    from edge_inspector.capture.base import Trigger
+    from edge_inspector.stages import Stages, StationStages
     from edge_inspector.versions import Versions
 
 log = structlog.get_logger(__name__)
@@ -69,9 +72,12 @@ class HookedPartFactory(PartFactory):
     def __init__(self, deadline_s: float, run_tag: str | None = None) -> None:
         super().__init__(deadline_s, run_tag)
         self.hooks: list = []
+        self._outstanding: dict[str, Trigger] = {}  # made, not yet yielded as a frame
 
     def trigger(self, camera: str, t_mono: float | None = None):
         trig = super().trigger(camera, t_mono)
+        with self._lock:
+            self._outstanding[trig.part_id] = trig
         for hook in self.hooks:
             try:
                 hook(trig)
@@ -80,22 +86,77 @@ class HookedPartFactory(PartFactory):
                           error=f"{type(exc).__name__}: {exc}")
         return trig
 
+    def settle(self, part_id: str) -> None:
+        """The source yielded this part's frame."""
+        with self._lock:
+            self._outstanding.pop(part_id, None)
+
+    def take_outstanding(self) -> list[Trigger]:
+        """The parts triggered whose frame never came (the source raised): each still needs its
+        decision."""
+        with self._lock:
+            out, self._outstanding = list(self._outstanding.values()), {}
+        return out
+
+
+class Unit:
+    """One capture thread's worth: a camera, or a view set of cameras that see one part per trigger.
+    Its own source, part factory (deadline, the PLC lane's arm hook), trigger bus and counters."""
+
+    def __init__(self, name: str, source: Source, parts: HookedPartFactory, triggers: TriggerBus | None,
+                 cameras: tuple[str, ...] | None = None, timer_hz: float | None = None,
+                 view_set: bool = False) -> None:
+        self.name = name
+        self.source = source
+        self.parts = parts
+        self.triggers = triggers if triggers is not None else TriggerBus()
+        self.cameras = cameras or (source.name,)
+        self.timer_hz = timer_hz
+        self.view_set = view_set
+        self.triggered = 0
+        self.decided = 0
+        self.outcomes = {o.value: 0 for o in Outcome}
+        self.failure: str | None = None  # why its source dropped
+        self.thread: threading.Thread | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "cameras": list(self.cameras), "view_set": self.view_set,
+                "source": self.source.health(), "dropped": self.failure,
+                "counters": {"triggers": self.triggered, "decisions": self.decided, **self.outcomes}}
+
+
+@dataclass(slots=True)
+class Part:
+    """One triggered part in the queue: its unit and its views (one frame per camera)."""
+
+    unit: Unit
+    views: tuple[Frame, ...]
+
+    @property
+    def part_id(self) -> str:
+        return self.views[0].part_id
+
 
 class Station:
     """The running station: the two threads, the stages in force, the services, the shutdown."""
 
-    def __init__(self, stages: Stages, source: Source, outputs: Outputs,
-                 triggers: TriggerBus | None = None) -> None:
-        self._stages = stages
-        self.source = source
+    def __init__(self, stages: Stages | StationStages, source: Source | None, outputs: Outputs,
+                 triggers: TriggerBus | None = None, units: list[Unit] | None = None) -> None:
+        from edge_inspector.stages import StationStages
+
+        self._stages = stages if isinstance(stages, StationStages) else StationStages.of(stages)
         self.outputs = outputs
-        self.triggers = triggers or TriggerBus()
+        if units is None:  # one camera: the station's source, bus and deadline
+            if source is None:
+                raise ValueError("a station needs a source or its units")
+            units = [Unit(source.name, source, HookedPartFactory(self.cfg.policy.deadline_ms / 1000),
+                          triggers or TriggerBus(), timer_hz=self.cfg.triggers.timer_hz)]
+        self.units = units
         self.services = Services()
         self.dispatcher: Dispatcher | None = None  # the command table (wiring): SIGHUP goes through it
         self.last_progress_mono = time.monotonic()  # the worker's last sign of life (watchdog)
-        self.parts = HookedPartFactory(stages.cfg.policy.deadline_ms / 1000)  # the PLC link arms parts
-        self.queue: queue.Queue = queue.Queue(maxsize=stages.cfg.pipeline.queue_size)
-        self.overflow: collections.deque[Frame] = collections.deque()
+        self.queue: queue.Queue = queue.Queue(maxsize=self.cfg.pipeline.queue_size)
+        self.overflow: collections.deque[Part] = collections.deque()
         self.stop = threading.Event()
         self.counters = Counters()
         self.last: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
@@ -111,6 +172,22 @@ class Station:
         self._between: collections.deque = collections.deque()  # callables run between two parts
         self._part_lock = threading.Lock()  # held while the worker inspects and emits one part
         self._ran = False
+        self._claimed = 0  # triggers claimed against max_parts, by every unit
+        self._emitting = threading.local()  # the worker's part in hand while its outputs run
+
+    # --- the first (a single-camera station's only) unit -------------------------------------
+
+    @property
+    def source(self) -> Source:
+        return self.units[0].source
+
+    @property
+    def parts(self) -> HookedPartFactory:
+        return self.units[0].parts
+
+    @property
+    def triggers(self) -> TriggerBus:
+        return self.units[0].triggers
 
     # --- what is in force ---------------------------------------------------------------------
 
@@ -123,8 +200,18 @@ class Station:
         return self._stages.inspector
 
     @property
+    def stages(self) -> StationStages:
+        return self._stages
+
+    @property
     def versions(self) -> Versions:
         return self._stages.versions
+
+    def part_versions(self) -> Versions:
+        """What the part being emitted is stamped with (its camera's recipe), read by the outputs
+        (store, outbox) on the worker thread while they record it; elsewhere :attr:`versions`."""
+        camera = getattr(self._emitting, "camera", None)
+        return self._stages.versions if camera is None else self._stages.versions_for(camera)
 
     @property
     def recording_fault(self) -> str | None:  # why it cannot record (a failed write), or None
@@ -133,6 +220,9 @@ class Station:
     def install(self, stages: Stages) -> bool:
         """Put new stages in force between two parts (the part in hand finishes under the old ones,
         which are then closed). False, with the new ones closed, once the loop has ended."""
+        from edge_inspector.stages import StationStages
+
+        stages = stages if isinstance(stages, StationStages) else StationStages.of(stages)
         applied: list[bool] = []
 
         def swap() -> None:
@@ -142,8 +232,16 @@ class Station:
                 stages.close()
                 applied.append(False)
                 return
+            if stages.cfg.multi_camera and set(stages.cameras) != set(self._stages.cameras):
+                log.error("reload_refused", detail="the cameras changed: restart the daemon for a "
+                          "new set of cameras", running=sorted(self._stages.cameras),
+                          new=sorted(stages.cameras))
+                stages.close()
+                applied.append(False)
+                return
             old, self._stages = self._stages, stages
-            self.parts.deadline_s = stages.cfg.policy.deadline_ms / 1000
+            for unit in self.units:
+                unit.parts.deadline_s = stages.config_for(unit.cameras[0]).policy.deadline_ms / 1000
             logs.configure(stages.cfg.logging.level, stages.cfg.logging.format)
             applied.append(True)
             try:
@@ -189,79 +287,177 @@ class Station:
         self._changed("resumed")
         return was_paused
 
-    # --- capture thread ---------------------------------------------------------------------
+    # --- capture threads (one per unit) --------------------------------------------------------
 
-    def _capture(self, max_parts: int | None) -> None:
-        # A replay (wait) is paced: its next part is triggered once the previous one is decided.
-        paced = self.source.buffer_strategy is BufferStrategy.WAIT
-        decided = lambda c=self.counters: c.decisions >= c.triggers or self.stop.is_set()  # noqa: E731
+    def _claim(self, max_parts: int | None) -> bool:
+        with self._lock:
+            if max_parts is not None and self._claimed >= max_parts:
+                return False
+            self._claimed += 1
+            return True
+
+    def _capture(self, unit: Unit, max_parts: int | None) -> None:
+        # A replay (wait) is paced: its next part is triggered once its previous one is decided.
+        paced = unit.source.buffer_strategy is BufferStrategy.WAIT
+        decided = lambda u=unit: u.decided >= u.triggered or self.stop.is_set()  # noqa: E731
         try:
-            frames = iter(self.source.frames(self.parts, self.stop))
-            while max_parts is None or self.counters.triggers < max_parts:
+            frames = iter(unit.source.frames(unit.parts, self.stop))
+            while self._claim(max_parts):
                 while paced and not decided():
                     with self._room:
                         self._room.wait_for(decided, 0.5)
-                frame = next(frames, None)
-                if frame is None:
+                item = next(frames, None)
+                if item is None:
                     break
-                self.counters.triggers += 1
-                self._enqueue(frame)
+                views = item if isinstance(item, tuple) else (item,)
+                unit.parts.settle(views[0].part_id)
+                self._accept(unit, views)
         except Exception as exc:  # noqa: BLE001 - a dying source must not take the worker with it
-            log.error("capture_failed", source=self.source.name, error=f"{type(exc).__name__}: {exc}")
-            self.failure = f"capture: {type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+            unit.failure = error
+            log.error("capture_failed", source=unit.source.name, camera=unit.name, error=error,
+                      others=[u.name for u in self.units if u is not unit] or None)
+            self.failure = f"capture: {error}" if len(self.units) == 1 else f"capture {unit.name}: {error}"
+            for trig in unit.parts.take_outstanding():  # triggered, never captured: still decided
+                self._accept(unit, self._offline_views(unit, trig, error))
+            if len(self.units) > 1:  # the others go on: this camera's later triggers are NO-READs
+                self._drain_dropped(unit, error)
         finally:
             self.queue.put(_END)
 
-    def _enqueue(self, frame: Frame) -> None:
-        if self.source.buffer_strategy is BufferStrategy.WAIT:
-            self.queue.put(frame)  # the replay waits for room
+    @staticmethod
+    def _offline_views(unit: Unit, trig: Trigger, error: str) -> tuple[Frame, ...]:
+        return tuple(replace(trig, camera=cam).frame(None, error=f"camera {unit.name} dropped: {error}",
+                                                     error_reason=Reason.CAMERA_OFFLINE)
+                     for cam in (unit.cameras if unit.view_set else (trig.camera,)))
+
+    def _drain_dropped(self, unit: Unit, error: str) -> None:
+        """A dropped camera's trigger bus (its PLC lane, its timer, commands): each later event is
+        still a part, a ``camera_offline`` NO-READ, until the station stops or every other camera
+        has ended (then the station ends, as it does when its only camera ends)."""
+        bus = unit.triggers
+        others = [u for u in self.units if u is not unit]
+        while True:
+            event = bus.wait(0.1)
+            if event is None:
+                if self.stop.is_set() or bus.closed or not any(  # not started yet counts as running
+                        u.thread is not None and (u.thread.ident is None or u.thread.is_alive())
+                        for u in others):
+                    return
+                continue
+            trig = unit.parts.trigger(unit.name, t_mono=event.t_mono)
+            unit.parts.settle(trig.part_id)
+            self._accept(unit, self._offline_views(unit, trig, error))
+
+    def _accept(self, unit: Unit, views: tuple[Frame, ...]) -> None:
+        with self._lock:
+            self.counters.triggers += 1
+            unit.triggered += 1
+        self._enqueue(Part(unit, views))
+
+    def _enqueue(self, part: Part) -> None:
+        if part.unit.source.buffer_strategy is BufferStrategy.WAIT:
+            self.queue.put(part)  # the replay waits for room
             return
+        passed = 0  # queued parts that may not be dropped (an end marker, a paced replay's part)
         while True:
             try:
-                self.queue.put_nowait(frame)
+                self.queue.put_nowait(part)
                 return
             except queue.Full:
                 try:
                     oldest = self.queue.get_nowait()
                 except queue.Empty:
                     continue
-                if oldest is _END:  # never drop the end marker
-                    self.queue.put(oldest)
-                    continue
-                self.counters.overflow += 1
-                self.overflow.append(replace(oldest, image=None, error="dropped: the inspection queue "
-                                             "was full", error_reason=Reason.OVERFLOW))
-                log.warning("queue_overflow", part_id=oldest.part_id, dropped=self.counters.overflow)
+                if oldest is _END or oldest.unit.source.buffer_strategy is BufferStrategy.WAIT:
+                    self.queue.put(oldest)  # to the back (a paced unit has one part queued at most)
+                    passed += 1
+                    if passed <= self.queue.maxsize:
+                        continue
+                    oldest, part = part, None  # nothing droppable waits: this part is the overflow
+                self._overflow(oldest)
+                if part is None:
+                    return
+
+    def _overflow(self, oldest: Part) -> None:
+        self.counters.overflow += 1
+        self.overflow.append(Part(oldest.unit, tuple(
+            replace(v, image=None, error="dropped: the inspection queue was full",
+                    error_reason=Reason.OVERFLOW) for v in oldest.views)))
+        log.warning("queue_overflow", part_id=oldest.part_id, camera=oldest.unit.name,
+                    dropped=self.counters.overflow)
 
     # --- worker thread ----------------------------------------------------------------------
 
     def _work(self) -> None:
+        """Takes the oldest part, and with it the oldest waiting part of each other unit: the parts
+        that wait together go to the judge in one call (one per unit, so a single camera's parts
+        are inspected one by one, as they come). Parts of a unit already in the batch that the scan
+        passes are held, in order, for the next batches (at most ``pipeline.queue_size`` of them)."""
+        ends, held = 0, collections.deque()
+        n_units = len(self.units)
         while True:
             while self.overflow:
-                self._handle(self.overflow.popleft())
-            item = self.queue.get()
-            if item is _END:
-                while self.overflow:
-                    self._handle(self.overflow.popleft())
+                self._handle([self.overflow.popleft()])
+            if not held and ends >= n_units:
                 return
-            self._handle(item)
+            item = held.popleft() if held else self.queue.get()
+            if item is _END:
+                ends += 1
+                continue
+            batch, seen = [item], {id(item.unit)}
+            for other in list(held):  # the oldest held part of each other unit
+                if len(batch) < n_units and id(other.unit) not in seen:
+                    held.remove(other)
+                    batch.append(other)
+                    seen.add(id(other.unit))
+            scanned = 0
+            while len(batch) < n_units and scanned < self.queue.maxsize:
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                scanned += 1
+                if more is _END:
+                    ends += 1
+                elif id(more.unit) in seen:
+                    held.append(more)
+                else:
+                    batch.append(more)
+                    seen.add(id(more.unit))
+            self._handle(batch)
 
-    def _handle(self, frame: Frame) -> None:
+    def _handle(self, batch: list[Part]) -> None:
         with self._part_lock:
             self._run_between()
             self.part_started_mono = time.monotonic()
             fault = self.recording_fault
-            if self.paused.is_set():  # still one decision per trigger: a NO-READ, the fail-safe action
-                frame = replace(frame, image=None, error="the station is paused", error_reason=Reason.PAUSED)
-            elif fault:  # a station that cannot record fail-safes; this part's row tries again
-                frame = replace(frame, image=None, error=f"cannot record: {fault}",
-                                error_reason=Reason.NOT_RECORDED)
-            inspection = self._stages.inspector.inspect(frame)
-            self.outputs.emit(inspection)
+            stages = self._stages
+            parts: list[tuple[Unit, tuple[Frame, ...]]] = []
+            for part in batch:
+                views = part.views
+                if self.paused.is_set():  # still one decision per trigger: a NO-READ, the fail-safe action
+                    views = tuple(replace(v, image=None, error="the station is paused",
+                                          error_reason=Reason.PAUSED) for v in views)
+                elif fault:  # a station that cannot record fail-safes; this part's row tries again
+                    views = tuple(replace(v, image=None, error=f"cannot record: {fault}",
+                                          error_reason=Reason.NOT_RECORDED) for v in views)
+                parts.append((part.unit, views))
+            jobs = [(stages.inspector_for(v.camera), v) for _, views in parts for v in views]
+            results = inspect_batch(jobs, stages.judge)
+            at = 0
+            for unit, views in parts:
+                got, at = results[at:at + len(views)], at + len(views)
+                inspection = combine_views(unit.name, got) if unit.view_set else got[0]
+                self._emitting.camera = inspection.frame.camera
+                try:
+                    self.outputs.emit(inspection)
+                finally:
+                    self._emitting.camera = None
+                self._count(unit, inspection)
+                self.last_progress_mono = time.monotonic()
             if (self.recording_fault is None) != (fault is None):
                 self._changed("fault" if fault is None else "recovered")
-            self._count(inspection)
-            self.last_progress_mono = time.monotonic()
             self.part_started_mono = None
         with self._room:  # decided: a paced source may trigger the next
             self._room.notify_all()
@@ -284,15 +480,18 @@ class Station:
             except Exception as exc:  # noqa: BLE001 - a hook must never take the worker down
                 log.error("between_parts_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _count(self, inspection: Inspection) -> None:
+    def _count(self, unit: Unit, inspection: Inspection) -> None:
         d = inspection.decision
         with self._lock:
             self.counters.decisions += 1
             self.counters.outcomes[d.outcome.value] += 1
+            unit.decided += 1
+            unit.outcomes[d.outcome.value] += 1
             self.last.append({"part_id": d.part_id, "outcome": str(d.outcome), "reason": str(d.reason),
                               "camera": inspection.frame.camera, "trigger_time": inspection.frame.trigger_wall,
                               "t_total_ms": d.timings_ms.get("total")})
-        log.info("decision", part_id=d.part_id, outcome=str(d.outcome), action=str(d.action),
+        log.info("decision", part_id=d.part_id, camera=inspection.frame.camera, outcome=str(d.outcome),
+                 action=str(d.action),
                  reason=str(d.reason), boxes=len(inspection.regions.boxes) if inspection.regions else 0,
                  total_ms=round(d.timings_ms.get("total", 0.0), 2))
 
@@ -314,58 +513,74 @@ class Station:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
             signal.signal(signal.SIGHUP, lambda s, _f: self.request_reload("SIGHUP"))
+        opened: list[Unit] = []
         try:
-            self.source.open()
+            for unit in self.units:
+                unit.source.open()
+                opened.append(unit)
             self.services.start_all()
         except BaseException:
-            self.source.close()
+            for unit in reversed(opened):
+                unit.source.close()
             self._close()
             raise
-        timer = None
-        # a software-triggered camera consumes the station's bus (a source attribute, not a service)
-        if self.cfg.triggers.timer_hz and getattr(self.source, "triggers", None) is self.triggers:
-            timer = TimerTrigger(self.triggers, self.cfg.triggers.timer_hz).start()
-        log.info("station_started", station=self.cfg.station.name, source=self.source.name,
+        timers = []
+        for unit in self.units:
+            # a software-triggered camera consumes its unit's bus (a source attribute, not a service)
+            if unit.timer_hz and getattr(unit.source, "triggers", None) is unit.triggers:
+                timers.append(TimerTrigger(unit.triggers, unit.timer_hz).start())
+        log.info("station_started", station=self.cfg.station.name,
+                 source=self.source.name if len(self.units) == 1 else [u.name for u in self.units],
                  model=self.versions.model, config=self.versions.config)
-        capture = threading.Thread(target=self._capture, args=(max_parts,), name="capture", daemon=True)
         worker = threading.Thread(target=self._work_guarded, name="worker", daemon=True)
+        for unit in self.units:
+            unit.thread = threading.Thread(target=self._capture, args=(unit, max_parts), daemon=True,
+                                           name="capture" if len(self.units) == 1 else f"capture-{unit.name}")
         self.worker_thread = worker
         worker.start()
-        capture.start()
+        for unit in self.units:
+            unit.thread.start()
         self.ready.set()
         try:
             while worker.is_alive():
                 worker.join(0.2)
         finally:
-            self._shutdown(capture, worker, timer)
+            self._shutdown(worker, timers)
         log.info("station_stopped", triggers=self.counters.triggers, decisions=self.counters.decisions,
                  **{k.lower().replace("-", "_"): v for k, v in self.counters.outcomes.items()})
         return 1 if self.failure else 0
 
-    def _shutdown(self, capture: threading.Thread, worker: threading.Thread, timer: TimerTrigger | None) -> None:
+    def _shutdown(self, worker: threading.Thread, timers: list[TimerTrigger]) -> None:
         # 1. the triggers
         self.stop.set()
         with self._room:
             self._room.notify_all()
-        if timer is not None:
+        for timer in timers:
             timer.stop()
-        self.triggers.close()
-        capture.join(CAPTURE_JOIN_S)
-        while capture.is_alive() and not worker.is_alive():  # the worker died: unblock a waiting put
+        for unit in self.units:
+            unit.triggers.close()
+        captures = [u.thread for u in self.units if u.thread is not None]
+        deadline = time.monotonic() + CAPTURE_JOIN_S
+        for capture in captures:
+            capture.join(max(0.0, deadline - time.monotonic()))
+        while any(c.is_alive() for c in captures) and not worker.is_alive():  # unblock a waiting put
             try:
                 self.queue.get(timeout=0.1)
             except queue.Empty:
-                capture.join(0.1)
-        if capture.is_alive():
-            log.error("capture_stuck", source=self.source.name, detail="the capture thread did not end: "
-                      "the source is left open, the parts already triggered are finished")
-            self.queue.put(_END)
+                for c in captures:
+                    c.join(0.1)
+        for unit in self.units:
+            if unit.thread is not None and unit.thread.is_alive():
+                log.error("capture_stuck", source=unit.source.name, detail="the capture thread did not "
+                          "end: the source is left open, the parts already triggered are finished")
+                self.queue.put(_END)
         # 2. the worker drains
         worker.join(WORKER_JOIN_S)
         if worker.is_alive():
             log.error("worker_stuck", detail="the worker did not finish the parts in hand")
-        if not capture.is_alive():
-            self.source.close()
+        for unit in self.units:
+            if unit.thread is None or not unit.thread.is_alive():
+                unit.source.close()
         # 3. the services, 4. the stages and the outputs
         self.services.stop_all()
         self._close()
@@ -396,4 +611,5 @@ class Station:
                     "counters": {"triggers": self.counters.triggers, "decisions": self.counters.decisions,
                                  "overflow": self.counters.overflow, **self.counters.outcomes},
                     "source": self.source.health(), "outputs": self.outputs.health(),
+                    "cameras": [u.snapshot() for u in self.units],
                     "last": list(self.last), "time": time.time()}

@@ -90,11 +90,13 @@ class StationCollector:
             state = str(link.get("state", "?"))
             links.add_metric([str(link.get("name", "?")), state], 1.0 if state in GOOD else 0.0)
         yield links
-        cam = snap.get("source") or {}
+        units = snap.get("cameras") or []  # a multi-camera station: each camera's (or view set's)
+        cams = [u["source"] for u in units] if len(units) > 1 else [snap.get("source") or {}]
         camera = GaugeMetricFamily(f"{PREFIX}_camera_up", "1: the camera is online.",
                                    labels=["camera", "state"])
-        state = str(cam.get("state", "?"))
-        camera.add_metric([str(cam.get("name", "?")), state], 1.0 if state in GOOD else 0.0)
+        for cam in cams:
+            state = str(cam.get("state", "?"))
+            camera.add_metric([str(cam.get("name", "?")), state], 1.0 if state in GOOD else 0.0)
         yield camera
         backlog = GaugeMetricFamily(f"{PREFIX}_outbox_backlog", "MQTT messages not yet published.")
         for link in snap.get("outputs") or []:

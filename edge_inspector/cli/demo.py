@@ -23,11 +23,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from edge_inspector.capture.demo import prepare_product
 
     cfg = config_from(args)
-    if cfg.capture.kind != "demo":
-        raise ConfigError("capture.kind: demo prepare needs the demo source (capture.kind: demo)")
-    if cfg.regions.reference is None:
-        raise ConfigError("regions.reference: demo prepare needs a path to write the reference to")
-    written = prepare_product(cfg.capture, cfg.regions.reference, cfg.regions.good_images, args.good)
-    sys.stdout.write(f"wrote {len(written)} images of design {cfg.capture.design_seed} "
-                     f"under {cfg.regions.reference.parent}\n")
+    cams = cfg.camera_configs()  # one camera, or each of ``cameras:``
+    key = (lambda name: "capture") if not cfg.multi_camera else (
+        lambda name: f"cameras.{[c.name for c in cfg.cameras].index(name)}.capture")
+    demos = {name: c for name, c in cams.items() if c.capture.kind == "demo"}
+    if not demos:
+        raise ConfigError(f"{key(next(iter(cams)))}.kind: demo prepare needs the demo source "
+                          "(capture.kind: demo)")
+    for name, c in demos.items():
+        if getattr(c.regions, "reference", None) is None:
+            raise ConfigError(f"regions.reference: demo prepare needs a path to write camera "
+                              f"{name}'s reference to")
+        written = prepare_product(c.capture, c.regions.reference, c.regions.good_images, args.good)
+        sys.stdout.write(f"wrote {len(written)} images of design {c.capture.design_seed} "
+                         f"under {c.regions.reference.parent}\n")
     return 0

@@ -26,6 +26,8 @@ def register(sub) -> None:
                    "(one-shot)")
     p.add_argument("--manifest", "-m", metavar="FILE.jsonl", help="inspect every line of a manifest")
     p.add_argument("--json", action="store_true", help="print JSON (one line per image)")
+    p.add_argument("--camera", metavar="NAME", help="a multi-camera config: inspect as this camera "
+                   "(its regions model, recipe and policy; default: the first camera)")
     add_config_options(p)
     p.set_defaults(func=cmd_inspect)
 
@@ -63,6 +65,11 @@ class OfflineInspector:
         from edge_inspector.stages import build_stages
 
         cfg = config_from(args)
+        cams = cfg.camera_configs()  # one camera's stages: the named one, else the first
+        camera = getattr(args, "camera", None)
+        if camera is not None and camera not in cams:
+            raise ConfigError(f"--camera {camera}: no such camera in the config ({', '.join(cams)})")
+        cfg = cams[camera] if camera is not None else next(iter(cams.values()))
         if cfg.regions.reference is None and getattr(cfg.regions, "good_images", None) is None \
                 and not has_reference:
             raise ConfigError("regions.reference: give --reference (one-shot), a manifest with "

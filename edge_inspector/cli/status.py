@@ -59,6 +59,10 @@ def db_view(status: dict) -> list:
         head.append(f"[yellow]daemon not running[/yellow]: totals from the database ({status['daemon']})")
     head.append(f"parts {t['parts']}   PASS {t['PASS']}   REJECT {t['REJECT']}   "
                 f"NO-READ {t['NO-READ']}   reject rate {t['reject_rate'] * 100:.1f} %")
+    if len(t.get("cameras") or {}) > 1:
+        for name, c in t["cameras"].items():
+            head.append(f"camera   {name}: parts {c['parts']}   PASS {c['PASS']}   REJECT {c['REJECT']}   "
+                        f"NO-READ {c['NO-READ']}")
     return [*head, decisions_table(status["last"])]
 
 
@@ -86,7 +90,15 @@ def live_view(st: dict) -> list:
     for cam in st.get("cameras") or []:
         cam_state = cam.get("state", "?")
         color = "green" if cam_state in ("online", "ok") else "red"
-        extra = "  ".join(f"{k} {v}" for k, v in cam.items() if k not in ("name", "state"))
+        extra = "  ".join(f"{k} {v}" for k, v in cam.items()
+                          if k not in ("name", "state", "counters", "cameras", "view_set", "views", "dropped"))
+        if "counters" in cam:  # a multi-camera station: each camera's own parts
+            c = cam["counters"]
+            extra = (f"parts {c.get('decisions', 0)}  PASS {c.get('PASS', 0)}  REJECT {c.get('REJECT', 0)}  "
+                     f"NO-READ {c.get('NO-READ', 0)}" + (f"  views {','.join(cam['cameras'])}"
+                                                          if cam.get("view_set") else "") + f"  {extra}")
+        if cam.get("dropped"):
+            color, extra = "red", f"DROPPED ({cam['dropped']}): its parts are NO-READs  {extra}"
         out.append(f"camera   {escape(str(cam.get('name')))}  [{color}]{cam_state}[/{color}]  {escape(extra)}")
     out.append(f"model    {escape(st['model'])}   judge {st['judge']}   recipe {escape(st.get('recipe') or '-')}")
     cfg = st.get("config") or {}

@@ -22,13 +22,17 @@ class AnomalyJudge(Judge):
     """P(defective) is a logistic of the regions score around the regions threshold: a part with a
     box is defective, and the further its strongest anomaly is past the threshold, the surer."""
 
-    def __init__(self, cfg: AnomalyJudgeConfig, threshold: float) -> None:
+    def __init__(self, cfg: AnomalyJudgeConfig, threshold: float,
+                 by_camera: dict[str, float] | None = None) -> None:
         self.cfg = cfg
         self.threshold = threshold
-        self.fingerprint = f"anomaly-t{threshold:g}-s{cfg.softness:g}"
+        self.by_camera = dict(by_camera or {})  # shared by cameras whose regions thresholds differ
+        ts = sorted(set(self.by_camera.values()) | {threshold})
+        self.fingerprint = f"anomaly-t{'/'.join(f'{t:g}' for t in ts)}-s{cfg.softness:g}"
 
     def judge(self, frame: Frame, regions: Regions, deadline_mono: float) -> Verdict:
-        z = (regions.score - self.threshold) / self.cfg.softness
+        threshold = self.by_camera.get(frame.camera, self.threshold)
+        z = (regions.score - threshold) / self.cfg.softness
         p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
         defective = bool(regions.boxes)
         return Verdict(defective=defective, p_defective=p, confidence=max(p, 1 - p), decided_by="regions",

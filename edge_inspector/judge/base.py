@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from edge_inspector.envelope import Frame, Regions, Verdict
 
@@ -25,6 +26,19 @@ class Judge(ABC):
 
     @abstractmethod
     def judge(self, frame: Frame, regions: Regions, deadline_mono: float) -> Verdict: ...
+
+    def judge_many(self, items: Sequence[tuple[Frame, Regions]]) -> list[Verdict | BaseException]:
+        """One call for several waiting parts (a multi-camera station batches the parts that wait
+        together), each by its own frame's deadline: a verdict or the exception for each part, in
+        order, so one part's failure is that part's alone. A judge whose model takes a batch
+        overrides this; the fallback is one :meth:`judge` call per part."""
+        out: list[Verdict | BaseException] = []
+        for frame, regions in items:
+            try:
+                out.append(self.judge(frame, regions, frame.deadline_mono))
+            except BaseException as exc:  # noqa: BLE001 - this part's failure, handed back
+                out.append(exc)
+        return out
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model."""

@@ -5,6 +5,7 @@ retention service (``service/prune.py``), one owner on its own thread."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -107,14 +108,21 @@ def worth_saving(inspection: Inspection, cfg: RejectImagesConfig) -> bool:
                        cfg.review_confidence, cfg.review_split, cfg.audit_share) is not None
 
 
+def safe_name(name: str) -> str:
+    """A folder name from a camera name (kept to letters, digits, ``-_.``, never ``.``/``..``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64]
+    return "-" if name in ("", ".", "..") else name
+
+
 class RejectImages:
     """Saves the image of every REJECT and NO-READ with its boxes, and of the passes worth a review
     (uncertain, the audit sample); ``cfg`` is read per image (a reload changes it through
     ``live_cfg``)."""
 
     def __init__(self, cfg: RejectImagesConfig, root: Path,
-                 live_cfg: Callable[[], RejectImagesConfig] | None = None) -> None:
+                 live_cfg: Callable[[], RejectImagesConfig] | None = None, per_camera: bool = False) -> None:
         self._cfg = cfg
+        self.per_camera = per_camera  # path under the part's camera (and view): a multi-camera station
         self._live_cfg = live_cfg
         self.root = Path(root)
         self.saved = 0
@@ -130,7 +138,11 @@ class RejectImages:
         if not cfg.keep or frame.image is None or not worth_saving(inspection, cfg):
             return None
         day = time.strftime("%Y-%m-%d", time.localtime(frame.trigger_wall))
-        path = self.root / day / f"{frame.part_id}.jpg"
+        folder = self.root / day
+        if self.per_camera:  # a multi-camera station: <day>/<camera>[/<view>]/<part id>.jpg
+            for name in (frame.camera, frame.meta.get("view")):
+                folder = folder / safe_name(str(name)) if name else folder
+        path = folder / f"{frame.part_id}.jpg"  # the file's stem is the part id (retention)
         ok, buf = cv2.imencode(".jpg", overlay(frame.image, inspection), [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             return None

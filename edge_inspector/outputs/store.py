@@ -70,9 +70,17 @@ def _v5(db: sqlite_utils.Database) -> None:
         db[TABLE].add_column(name, kind)
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    # multi-camera stations: ``camera`` (there since v1) is the camera or view set of the part, and
+    # is queried per camera (status, retention by camera); ``views`` is a view set's part's views as
+    # JSON (camera, decision, reason, detail, score, P(defective), boxes), NULL for one camera's part
+    db[TABLE].add_column("views", str)
+    db[TABLE].create_index(["camera", "trigger_time"], if_not_exists=True)
+
+
 EVIDENCE = {"p_logit": float, "vote_share": float, "valid_votes": int, "invalid_votes": int,
             "prefix_cache_hit": int, "constrained": int}
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -127,6 +135,7 @@ def row_for(inspection: Inspection, versions: Versions, image_path: str | None) 
         "model_hash": versions.model, "config_hash": versions.config, "recipe": versions.recipe,
         "recipe_version": versions.recipe_version, "image_path": image_path,
         **evidence_of(j.get("judge") or {}),
+        **({"views": json.dumps(j["views"])} if "views" in j else {}),  # a view set's part only
     }
 
 
@@ -251,6 +260,13 @@ def totals(db: sqlite_utils.Database) -> dict[str, Any]:
     first_last = db.execute(f"SELECT MIN(trigger_time), MAX(trigger_time), "
                             f"AVG(t_total_ms) FROM {TABLE}").fetchone()
     out["first_time"], out["last_time"], out["mean_total_ms"] = first_last
+    cams: dict[str, dict[str, int]] = {}
+    for camera, outcome, n in db.execute(f"SELECT camera, outcome, COUNT(*) FROM {TABLE} "
+                                         "GROUP BY camera, outcome").fetchall():
+        c = cams.setdefault(camera or "-", {"parts": 0, "PASS": 0, "REJECT": 0, "NO-READ": 0})
+        c["parts"] += n
+        c[outcome] = c.get(outcome, 0) + n
+    out["cameras"] = cams  # per camera (or view set): a multi-camera station's rows say whose
     return out
 
 

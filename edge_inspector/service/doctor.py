@@ -16,6 +16,8 @@ disk, database); the types in :mod:`~edge_inspector.service.doctor_types`. All a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edge_inspector.service.doctor_data import (
     broker_settings,
     check_broker,
@@ -78,11 +80,26 @@ def run_checks(cfg, opts: Options | None = None) -> list[Result]:
             why = str(exc)
     else:
         why = "control socket disabled in the config"
-    results = [check_daemon(cfg, live, why), check_camera(cfg, live), check_regions(cfg),
-               check_model(cfg, opts), check_recipe(cfg), check_gpu(cfg, opts)]
-    results += check_serial(cfg, live, opts)
+    if not cfg.multi_camera:
+        results = [check_daemon(cfg, live, why), check_camera(cfg, live), check_regions(cfg),
+                   check_model(cfg, opts), check_recipe(cfg), check_gpu(cfg, opts)]
+        results += check_serial(cfg, live, opts)
+    else:  # each camera's source, regions model and PLC lane, named after the camera
+        cams = cfg.camera_configs()
+        results = [check_daemon(cfg, live, why)]
+        results += [check_camera(cfg, live)] if live is not None else [
+            _named(check_camera(c, None), name) for name, c in cams.items()]
+        results += [_named(check_regions(c), name) for name, c in cams.items()]
+        results += [check_model(cfg, opts), check_recipe(cfg), check_gpu(cfg, opts)]
+        lanes = {name: c for name, c in cams.items() if c.plc.kind != "none"}
+        results += [_named(r, name) for name, c in lanes.items() for r in check_serial(c, live, opts)] \
+            if lanes and not opts.serial else check_serial(cfg, live, opts)
     results += [check_broker(cfg, opts), check_disk(cfg), check_database(cfg)]
     return results
+
+
+def _named(result: Result, camera: str) -> Result:
+    return replace(result, check=f"{result.check} ({camera})")
 
 
 __all__ = [

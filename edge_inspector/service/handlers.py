@@ -55,7 +55,11 @@ def live_status(station: StationView, stuck_after_s: float, started_wall: float,
         "judge_busy_s": round(station.inspector.judge.busy_for_s, 2),
         "recipe": str(cfg.judge.recipe) if cfg.judge.kind == "vlm" and cfg.judge.recipe else None,
         "recipe_version": versions.recipe_version,
-        "cameras": [snap["source"]],
+        # one camera: its source's health; a multi-camera station: each camera's (or view set's)
+        # with its own counters and why it dropped, if it did
+        "cameras": [{**c["source"], "name": c["name"], "cameras": c["cameras"], "view_set": c["view_set"],
+                     "dropped": c["dropped"], "counters": c["counters"]} for c in snap["cameras"]]
+        if getattr(cfg, "multi_camera", False) else [snap["source"]],
         "links": snap["outputs"],
         "queue_depth": snap["queue_depth"],
         "counters": snap["counters"],

@@ -151,12 +151,15 @@ def prune_images(conn: sqlite3.Connection, root: Path, max_age_days: float, max_
     removed += flush()
     today = time.strftime("%Y-%m-%d", time.localtime(now))
     for d in sorted(root.iterdir()):
-        try:
-            if (d.is_dir() and d.name != today and now - d.stat().st_mtime > grace_s
-                    and not any(d.iterdir())):
-                d.rmdir()
-        except OSError:
-            pass  # a save made it non-empty meanwhile
+        if not d.is_dir() or d.name == today:
+            continue
+        # a multi-camera station's <day>/<camera>[/<view>] folders first, then the day's
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [d]:
+            try:
+                if now - sub.stat().st_mtime > grace_s and not any(sub.iterdir()):
+                    sub.rmdir()
+            except OSError:
+                pass  # a save made it non-empty meanwhile
     if removed:
         log.info("reject_images_pruned", removed=removed, total_mb=round(total / 1048576, 1))
     return removed

@@ -10,7 +10,9 @@
    with the new config and model fingerprints. The old stages are then closed.
 
 Hot-reloaded: ``regions``, ``judge`` (and the recipe file it names), ``policy`` (thresholds, fail-safe
-actions, the deadline of the next triggers), ``pipeline.judge_grace_ms``, ``images``, ``logging``.
+actions, the deadline of the next triggers), ``pipeline.judge_grace_ms``, ``images``, ``logging``, and
+each camera's ``regions``, ``recipe`` and ``deadline_ms`` (its ``capture``, ``plc``, ``view_set`` and
+``triggers``, and the list of cameras itself, need a restart).
 Not hot-reloaded (they hold devices, files or sockets): ``station``, ``capture``, ``store``,
 ``service``, ``pipeline.queue_size``; a change there is logged (``reload_needs_restart``) and takes
 effect at the next restart; the rest of the new config is applied.
@@ -49,7 +51,27 @@ def effective_config(old: Config, new: Config) -> tuple[Config, list[str]]:
     if old.pipeline.queue_size != new.pipeline.queue_size:
         changed.append("pipeline.queue_size")
     update["pipeline"] = new.pipeline.model_copy(update={"queue_size": old.pipeline.queue_size})
+    if old.cameras or new.cameras:
+        update["cameras"], more = _cameras(old.cameras or [], new.cameras or [])
+        changed += more
     return new.model_copy(update=update), changed
+
+
+CAMERA_RESTART_ONLY = ("capture", "plc", "view_set", "triggers")  # a camera's device, lane, bus
+
+
+def _cameras(old: list, new: list) -> tuple[list | None, list[str]]:
+    """The new cameras with each one's device, lane, view set and trigger input kept from the
+    running ones (their regions, recipe and deadline reload); the running cameras as they are when
+    the file adds, removes, renames or reorders cameras (a restart applies that)."""
+    if [c.name for c in old] != [c.name for c in new]:
+        return (old or None), ["cameras"]
+    changed, merged = [], []
+    for i, (o, n) in enumerate(zip(old, new, strict=True)):
+        keep = {k: getattr(o, k) for k in CAMERA_RESTART_ONLY}
+        changed += [f"cameras.{i}.{k}" for k, v in keep.items() if getattr(n, k) != v]
+        merged.append(n.model_copy(update=keep))
+    return merged, changed
 
 
 class Reloader(Service):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import structlog
 
@@ -14,7 +16,7 @@ from edge_inspector.judge.openai.client import ChatClient, to_generation
 from edge_inspector.judge.openai.config import OpenAIJudgeConfig
 from edge_inspector.judge.openai.messages import ImageEncoder, request_body
 from edge_inspector.judge.vlm.generation import DeadlineGuard, Generation
-from edge_inspector.judge.vlm.judge import RecipeSource, VlmJudge
+from edge_inspector.judge.vlm.judge import RecipeSource, VlmJudge, camera_recipe_sources
 from edge_inspector.judge.vlm.prompt import Prompt
 
 log = structlog.get_logger(__name__)
@@ -48,14 +50,44 @@ class OpenAIJudge(VlmJudge):
     """The VLM judge with a :class:`RemoteEngine`. Every failure of the server or the network is a
     JudgeError (JudgeTimeout when the deadline passes), raised by the part's deadline at the latest."""
 
+    _pool: ThreadPoolExecutor | None = None
+
+    def judge_many(self, items):
+        """Several waiting parts (a multi-camera station's) as concurrent requests, one per part,
+        each by its own deadline: the server batches them into its forward passes (vLLM's
+        continuous batching) instead of the station sending one after the other. The recipes are
+        refreshed first, once, on this thread."""
+        if len(items) <= 1:
+            return super().judge_many(items)
+        sources = [self.recipes_for(frame.camera) for frame, _ in items]
+        for source in {id(s): s for s in sources}.values():
+            source.refresh()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.config.pool_connections,
+                                            thread_name_prefix="judge-request")
+        futures = [self._pool.submit(self._judge, frame, regions, frame.deadline_mono, source)
+                   for (frame, regions), source in zip(items, sources, strict=True)]
+        out = []
+        for future in futures:
+            try:
+                out.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - this part's failure, handed back
+                out.append(exc)
+        return out
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.engine.client.close()
 
 
-def build(config: OpenAIJudgeConfig, clock: Callable[[], float] = time.monotonic) -> OpenAIJudge:
+def build(config: OpenAIJudgeConfig, clock: Callable[[], float] = time.monotonic,
+          camera_recipes: dict[str, Path] | None = None) -> OpenAIJudge:
     """The remote judge. Contacts no server: a station starts while the server is down, and its parts
-    are NO-READs (judge error) until the server answers."""
+    are NO-READs (judge error) until the server answers. ``camera_recipes``: each camera's recipe
+    file, for a judge shared by a multi-camera station."""
     recipes = RecipeSource(config.recipe)
+    by_camera = camera_recipe_sources(recipes, camera_recipes)
     try:
         key = reveal_secret(config.api_key) if config.api_key else None
     except ValueError as exc:
@@ -65,7 +97,7 @@ def build(config: OpenAIJudgeConfig, clock: Callable[[], float] = time.monotonic
                         pool_connections=config.pool_connections, verify_tls=config.verify_tls,
                         ca_file=str(config.ca_file) if config.ca_file else None, clock=clock)
     judge = OpenAIJudge(config, RemoteEngine(config, client, clock), recipes,  # type: ignore[arg-type]
-                        f"openai:{config.model}@{config.base_url}", clock)
+                        f"openai:{config.model}@{config.base_url}", clock, by_camera)
     log.info("openai_judge_ready", model=config.model, base_url=config.base_url, recipe=str(config.recipe),
              votes=config.votes)
     return judge

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,19 +37,23 @@ class ImageEncoder:
         self.max_pixels = max_pixels
         self.keep = keep
         self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()  # concurrent requests (a batch of parts) share the cache
 
     def url(self, part: ImagePart) -> str:
         img = np.ascontiguousarray(part.image)
         key = hashlib.sha1(f"{part.role}:{img.shape}:{img.dtype}".encode() + img.data).hexdigest()
-        if (hit := self._cache.get(key)) is not None:
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
             return hit
         ok, png = cv2.imencode(".png", fit_pixels(img, self.max_pixels[part.role]))
         if not ok:
             raise ValueError(f"could not encode a {part.role} image of shape {img.shape} as PNG")
         url = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
-        if len(self._cache) >= self.keep:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = url
+        with self._lock:
+            if len(self._cache) >= self.keep:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = url
         return url
 
 

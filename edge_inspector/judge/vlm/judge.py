@@ -80,40 +80,57 @@ class RecipeSource:
 
 
 class VlmJudge(Judge):
+    """``recipes``: the recipe in force; ``camera_recipes``: a multi-camera station's cameras whose
+    product has a recipe of its own (one judge, one model, a recipe per camera's product)."""
+
     def __init__(self, config: VlmJudgeConfig, engine: EngineLike, recipes: RecipeSource, fingerprint: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 camera_recipes: dict[str, RecipeSource] | None = None) -> None:
         self.config = config
         self.engine = engine
         self.recipes = recipes
+        self.camera_recipes = dict(camera_recipes or {})
         self.fingerprint = fingerprint
         self.clock = clock
-        cal = recipes.recipe.calibration
-        if cal is not None and (cal.votes != config.votes or (cal.model and cal.model != fingerprint)):
-            log.warning("calibration_mismatch", calibrated_votes=cal.votes, votes=config.votes,
-                        calibrated_model=cal.model, model=fingerprint)
+        for source in {id(r): r for r in (recipes, *self.camera_recipes.values())}.values():
+            cal = source.recipe.calibration
+            if cal is not None and (cal.votes != config.votes or (cal.model and cal.model != fingerprint)):
+                log.warning("calibration_mismatch", recipe=str(source.path), calibrated_votes=cal.votes,
+                            votes=config.votes, calibrated_model=cal.model, model=fingerprint)
+
+    def recipes_for(self, camera: str | None) -> RecipeSource:
+        return self.camera_recipes.get(camera, self.recipes) if camera is not None else self.recipes
 
     @property
     def recipe_version(self) -> str | None:
         return self.recipes.version
 
-    def cascade_threshold(self) -> float | None:
+    def recipe_version_for(self, camera: str) -> str | None:
+        return self.recipes_for(camera).version
+
+    def cascade_threshold(self, camera: str | None = None) -> float | None:
         c = self.config.cascade
         if not c.enabled:
             return None
-        cal = self.recipes.recipe.calibration
+        cal = self.recipes_for(camera).recipe.calibration
         return c.pass_below if c.pass_below is not None else (cal.cascade_pass_below if cal else None)
 
     def judge(self, frame: Frame, regions: Regions, deadline_mono: float) -> Verdict:
-        self.recipes.refresh()
-        threshold = self.cascade_threshold()
+        recipes = self.recipes_for(frame.camera)
+        recipes.refresh()
+        return self._judge(frame, regions, deadline_mono, recipes)
+
+    def _judge(self, frame: Frame, regions: Regions, deadline_mono: float, recipes: RecipeSource) -> Verdict:
+        """The verdict under ``recipes`` as they are (refreshed by the caller)."""
+        threshold = self.cascade_threshold(frame.camera)
         if threshold is not None and regions.score < threshold:
-            return self._cascade_pass(regions, threshold)
+            return self._cascade_pass(regions, threshold, recipes)
         if frame.image is None:
             raise JudgeError("the frame has no image")
         guard = DeadlineGuard(deadline_mono, self.config.deadline_margin_ms / 1e3, self.clock)
         guard.check("the VLM judge")
-        recipe = self.recipes.recipe
-        prompt = prompt_for(recipe, frame.image, regions.crops, regions.boxes, self.recipes.references,
+        recipe = recipes.recipe
+        prompt = prompt_for(recipe, frame.image, regions.crops, regions.boxes, recipes.references,
                             frame.reference, self.config.max_regions)
         try:
             gen = self.engine.run(prompt, self.config.votes, guard)
@@ -123,8 +140,8 @@ class VlmJudge(Judge):
             raise JudgeError(f"VLM inference failed: {type(exc).__name__}: {exc}") from exc
         return self._verdict(gen, prompt, recipe)
 
-    def _cascade_pass(self, regions: Regions, threshold: float) -> Verdict:
-        cal = self.recipes.recipe.calibration
+    def _cascade_pass(self, regions: Regions, threshold: float, recipes: RecipeSource | None = None) -> Verdict:
+        cal = (recipes or self.recipes).recipe.calibration
         p = cal.cascade_p_defective if cal and cal.cascade_p_defective is not None \
             else self.config.cascade.p_defective
         return Verdict(defective=False, p_defective=p, confidence=1.0 - p, decided_by="regions",
@@ -168,19 +185,35 @@ class VlmJudge(Judge):
         self.engine.run(prompt, self.config.votes, DeadlineGuard(math.inf))
 
 
-def build(config: VlmJudgeConfig, clock: Callable[[], float] = time.monotonic, warm_up: bool = True) -> VlmJudge:
+def camera_recipe_sources(default: RecipeSource, camera_recipes: dict[str, Path] | None
+                          ) -> dict[str, RecipeSource]:
+    """One RecipeSource per distinct recipe file of the cameras (the default's shared)."""
+    by_path: dict[Path, RecipeSource] = {Path(default.path): default}
+    out = {}
+    for camera, path in (camera_recipes or {}).items():
+        path = Path(path)
+        if path not in by_path:
+            by_path[path] = RecipeSource(path)
+        out[camera] = by_path[path]
+    return out
+
+
+def build(config: VlmJudgeConfig, clock: Callable[[], float] = time.monotonic, warm_up: bool = True,
+          camera_recipes: dict[str, Path] | None = None) -> VlmJudge:
     """Load the recipe and the model (once, at start-up) and return the judge. Raises StartupError
-    (model) or ConfigError (recipe) with a message that names the file and what is wrong."""
+    (model) or ConfigError (recipe) with a message that names the file and what is wrong.
+    ``camera_recipes``: each camera's recipe file, for a judge shared by a multi-camera station."""
     from edge_inspector.judge.vlm.engine import Engine, SamplingSettings
     from edge_inspector.judge.vlm.loading import load_model
 
     recipes = RecipeSource(config.recipe)
+    by_camera = camera_recipe_sources(recipes, camera_recipes)
     loaded = load_model(config.model_dir, config.device, config.dtype, config.attn_implementation)
     engine = Engine(loaded, max_pixels={"frame": config.frame_max_pixels, "crop": config.crop_max_pixels,
                                         "reference": config.reference_max_pixels},
                     sampling=SamplingSettings(config.temperature, config.top_p, config.max_new_tokens, config.seed),
                     prefix_cache=config.prefix_cache, clock=clock, constrained=config.constrained)
-    judge = VlmJudge(config, engine, recipes, loaded.info.fingerprint, clock)
+    judge = VlmJudge(config, engine, recipes, loaded.info.fingerprint, clock, by_camera)
     if warm_up:
         try:
             judge.warm_up()

@@ -37,9 +37,11 @@ def _health(field: str) -> str:
 
 
 def discovery_messages(cfg: HomeAssistantConfig, topics: Topics, station: str, version: str = "",
-                       plc: bool = True) -> list[tuple[str, bytes]]:
+                       plc: bool = True, cameras: list[str] | None = None) -> list[tuple[str, bytes]]:
     """(topic, payload) pairs to publish retained, qos 1; empty when discovery is off. ``plc``
-    False (``plc.kind: none``): no PLC link entity, rather than one that is always unhealthy."""
+    False (``plc.kind: none``): no PLC link entity, rather than one that is always unhealthy.
+    ``cameras``: a multi-camera station's cameras (and view sets): a last outcome and a camera
+    health entity for each, on ``<base>/<camera>/result`` and the state's ``cameras``."""
     if not cfg.discovery:
         return []
     node = _node(station)
@@ -67,6 +69,17 @@ def discovery_messages(cfg: HomeAssistantConfig, topics: Topics, station: str, v
     ]
     if not plc:
         entities = [e for e in entities if e[1] != "plc_link"]
+    if cameras:
+        entities = [e for e in entities if e[1] not in ("last_outcome", "camera")]
+        for cam in cameras:
+            key = re.sub(r"[^A-Za-z0-9_]", "_", cam)
+            result = topics.result_for(cam)
+            entities.append(("sensor", f"last_outcome_{key}", {
+                "name": f"Last outcome {cam}", "state_topic": result, "icon": "mdi:clipboard-check",
+                "value_template": "{{ value_json.decision }}", "json_attributes_topic": result}))
+            entities.append(("binary_sensor", f"camera_{key}", {
+                "name": f"Camera {cam}", "state_topic": topics.state, "device_class": "connectivity",
+                "value_template": _health(f"cameras[{cam!r}]")}))
     out = []
     for component, obj, extra in entities:
         body = {**common, **extra, "unique_id": f"{node}_{obj}", "object_id": f"{node}_{obj}"}

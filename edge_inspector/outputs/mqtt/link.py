@@ -65,12 +65,16 @@ def build_mqtt(cfg: Any, versions: Callable[[], Versions]) -> MqttLink:
             path = getattr(m.tls, key)
             if path is not None and not Path(path).is_file():
                 raise StartupError(f"mqtt.tls.{key}: {path} is not a readable file")
-    topics = Topics.of(m.topic_prefix, cfg.station.name)
-    outbox = Outbox(topics.result, versions, m.outbox_max_rows)
+    topics = Topics.of(m.topic_prefix, cfg.station.name, per_camera=cfg.multi_camera)
+    outbox = Outbox((lambda i: topics.result_for(i.frame.camera)) if cfg.multi_camera else topics.result,
+                    versions, m.outbox_max_rows)
     publisher = MqttPublisher(m, cfg.db_path, cfg.station.data_dir, topics, outbox, versions, password,
                               client_name=cfg.station.name)
     from edge_inspector.outputs.mqtt.ha_discovery import discovery_messages
 
-    publisher.retained_on_connect = discovery_messages(m.home_assistant, topics, cfg.station.name,
-                                                        plc=cfg.plc.kind != "none")
+    units = list(dict.fromkeys(c.view_set or c.name for c in cfg.cameras or []))
+    publisher.retained_on_connect = discovery_messages(
+        m.home_assistant, topics, cfg.station.name,
+        plc=cfg.plc.kind != "none" or any(c.plc.kind != "none" for c in cfg.cameras or []),
+        cameras=units or None)
     return MqttLink(outbox, MqttOutput(publisher), publisher)

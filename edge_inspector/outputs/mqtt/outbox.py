@@ -80,8 +80,11 @@ class Outbox:
 
     name = "outbox"
 
-    def __init__(self, topic: str, versions: Callable[[], Versions], max_rows: int) -> None:
-        """``versions``: what each result is stamped with (the stages in force, read per part)."""
+    def __init__(self, topic: str | Callable[[Inspection], str], versions: Callable[[], Versions],
+                 max_rows: int) -> None:
+        """``topic``: the result topic, or the topic of each part (a multi-camera station's, under
+        the part's camera); ``versions``: what each result is stamped with (the stages in force,
+        read per part)."""
         self.topic = topic
         self.versions = versions
         self.max_rows = max_rows
@@ -113,7 +116,8 @@ class Outbox:
             self._drop_oldest(conn, over)
         conn.execute(f"INSERT INTO {TABLE} (part_id, topic, payload, decided, created) "
                      f"VALUES (?, ?, ?, ?, ?)",
-                     (inspection.frame.part_id, self.topic, payload, decided, time.time()))
+                     (inspection.frame.part_id, self.topic if isinstance(self.topic, str)
+                      else self.topic(inspection), payload, decided, time.time()))
         with self._lock:
             self._pending += 1
             self.written += 1

@@ -316,7 +316,7 @@ class MqttPublisher(Service):
             if jpeg is None:
                 self.counts["reject_images_skipped"] += 1
                 continue
-            self._client.publish(self.topics.reject_image, jpeg, qos=0)
+            self._client.publish(self.topics.reject_image_for(inspection.frame.camera), jpeg, qos=0)
             self.counts["reject_images"] += 1
 
     # --- for the output and the status CLI ----------------------------------------------------

@@ -47,7 +47,9 @@ def state_of(station: Any, versions: Versions) -> dict[str, Any]:
             "paused_reason": (paused_reason or None) if paused else None, "fault": fault,
             "station": versions.station, "recipe": versions.recipe, "recipe_version": versions.recipe_version,
             "model": versions.model, "config": versions.config,
-            "camera": snap.get("source"), "plc": plc or {"name": "none", "state": "none"}}
+            "camera": snap.get("source"), "plc": plc or {"name": "none", "state": "none"},
+            **({"cameras": {c["name"]: c["source"] for c in snap.get("cameras", [])}}
+               if getattr(getattr(station, "cfg", None), "multi_camera", False) else {})}
 
 
 def stats_of(station: Any, part_ms: list[float], ack_ms: list[float], outbox: dict[str, Any],

@@ -16,13 +16,24 @@ PAYLOAD_VERSION = 1
 
 @dataclass(frozen=True)
 class Topics:
-    """``<prefix>/<station>/...``: available, result, state, stats, reject_image, set/<name>, reply."""
+    """``<prefix>/<station>/...``: available, result, state, stats, reject_image, set/<name>, reply.
+
+    A multi-camera station (``per_camera``) publishes each part's result and reject image under its
+    camera (or view set), as Frigate does: ``<prefix>/<station>/<camera>/result``; availability,
+    state, stats, commands and replies stay the station's."""
 
     base: str
+    per_camera: bool = False
 
     @classmethod
-    def of(cls, prefix: str, station: str) -> Topics:
-        return cls(f"{prefix}/{station}")
+    def of(cls, prefix: str, station: str, per_camera: bool = False) -> Topics:
+        return cls(f"{prefix}/{station}", per_camera)
+
+    def result_for(self, camera: str) -> str:
+        return f"{self.base}/{camera}/result" if self.per_camera else self.result
+
+    def reject_image_for(self, camera: str) -> str:
+        return f"{self.base}/{camera}/reject_image" if self.per_camera else self.reject_image
 
     @property
     def available(self) -> str:

@@ -188,3 +188,25 @@ def test_importing_the_judge_imports_no_torch():
     code = ("import sys, edge_inspector.judge.vlm, edge_inspector.judge.vlm.judge; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_judge_shared_by_cameras_prompts_each_part_with_its_cameras_recipe(recipe_path):
+    from dataclasses import replace
+
+    from edge_inspector.judge.vlm.judge import camera_recipe_sources
+
+    other = recipe_path.parent / "bottom.yaml"
+    other.write_text(recipe_path.read_text().replace("product:", "product: BOTTOM BOARD", 1)
+                     if "product:" in recipe_path.read_text() else recipe_path.read_text())
+    config = VlmJudgeConfig(model_dir=recipe_path.parent, recipe=recipe_path)
+    default = RecipeSource(recipe_path)
+    by_camera = camera_recipe_sources(default, {"top": recipe_path, "bottom": other})
+    assert by_camera["top"] is default and by_camera["bottom"] is not default  # one source per file
+    engine = FakeEngine()
+    judge = VlmJudge(config, engine, default, "fake:0001", time.monotonic, by_camera)
+    frame, regions = part()
+    judge.judge(replace(frame, camera="top"), regions, frame.deadline_mono)
+    judge.judge(replace(frame, camera="bottom"), regions, frame.deadline_mono)
+    top_text, bottom_text = (str(p.prefix[0]) for p, _, _ in engine.calls)
+    assert "BOTTOM BOARD" in bottom_text and "BOTTOM BOARD" not in top_text
+    assert judge.recipe_version_for("bottom") != judge.recipe_version_for("top") == judge.recipe_version
