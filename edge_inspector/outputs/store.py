@@ -70,9 +70,14 @@ def _v5(db: sqlite_utils.Database) -> None:
         db[TABLE].add_column(name, kind)
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    # the model registry's version of the weights that judged the part (NULL: not from the registry)
+    db[TABLE].add_column("model_version", str)
+
+
 EVIDENCE = {"p_logit": float, "vote_share": float, "valid_votes": int, "invalid_votes": int,
             "prefix_cache_hit": int, "constrained": int}
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -124,7 +129,7 @@ def row_for(inspection: Inspection, versions: Versions, image_path: str | None) 
         "boxes": json.dumps(j["regions"]), "votes": json.dumps(j["votes"]),
         "map": json.dumps(j["map"]), "timings": json.dumps(j["timings_ms"]),
         **{f"t_{k}_ms": t.get(k) for k in ("capture", "queue", "regions", "judge", "policy", "total")},
-        "model_hash": versions.model, "config_hash": versions.config, "recipe": versions.recipe,
+        "model_hash": versions.model, "model_version": versions.model_version, "config_hash": versions.config, "recipe": versions.recipe,
         "recipe_version": versions.recipe_version, "image_path": image_path,
         **evidence_of(j.get("judge") or {}),
     }

@@ -1,0 +1,1 @@
+"""learn: what the station learns from its own parts (review, dataset, training, model versions)."""
