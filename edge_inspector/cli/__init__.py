@@ -14,7 +14,7 @@ from edge_inspector import __version__
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.logs import configure
 
-COMMANDS = ["run", "status", "inspect", "config_cmd", "demo", "doctor", "ctl"]
+COMMANDS = ["run", "status", "inspect", "config_cmd", "demo", "doctor", "ctl", "model"]
 OPTIONAL = ["cameras"]  # modules that may be absent in a trimmed install
 
 

@@ -338,3 +338,53 @@ def _import_plan(source: Path) -> dict[str, Any]:
         raise ModelError(f"cannot import {source}: {exc}") from None
     fields.update(family=info.family, awq=info.awq, fingerprint=info.fingerprint)
     return {"copy": copy, "rename": rename, "manifest": fields}
+
+
+class PromotionRefused(EdgeInspectorError):
+    """A candidate that may not become current (the rules of :func:`promotion_refusals`)."""
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def promotion_refusals(candidate: Version, current: Version | None, margin: float) -> list[str]:
+    """Why ``candidate`` may not replace ``current``; empty when it may. The rules: it was evaluated
+    against the current version on a recording with good and defective parts; it misses no
+    defective part the current version caught; its overkill (good parts rejected) is at most
+    ``margin`` above the current one's; its quantized weights did not fail the parity check.
+    With no current version (the first one), nothing is compared."""
+    if current is None:
+        return []
+    name, cur = candidate.id, current.id
+    m = candidate.metrics
+    if not m:
+        return [f"{name} was never evaluated: run `edge-inspector model evaluate {name} --recording DIR` "
+                f"(it is compared with the current version, {cur}, on a held-out recording)"]
+    if m.get("against") != cur:
+        return [f"{name} was evaluated against {m.get('against') or 'no version'}, but the current "
+                f"version is {cur}: evaluate it again (`edge-inspector model evaluate {name} ...`)"]
+    out = []
+    c, k = m.get("current") or {}, m.get("candidate") or {}
+    if not k.get("defective"):
+        out.append(f"the evaluation recording ({m.get('recording')}) has no defective part: "
+                   "what the candidate misses cannot be checked")
+    missed = list(m.get("missed_caught_by_current") or [])
+    if missed:
+        shown = ", ".join(map(str, missed[:10])) + (f" and {len(missed) - 10} more" if len(missed) > 10 else "")
+        out.append(f"{name} misses {len(missed)} defective part{'s' if len(missed) > 1 else ''} that {cur} "
+                   f"caught: {shown}")
+    if not k.get("good"):
+        out.append(f"the evaluation recording ({m.get('recording')}) has no good part: overkill cannot "
+                   "be compared")
+    else:
+        delta = m.get("overkill_delta")
+        if delta is not None and delta > margin + 1e-9:
+            out.append(f"{name} raises overkill from {_pct(c.get('overkill_rate'))} ({cur}) to "
+                       f"{_pct(k.get('overkill_rate'))}: +{delta * 100:.1f} points, beyond the margin of "
+                       f"{margin * 100:.1f} points (models.promote_overkill_margin, or --margin)")
+    parity = candidate.manifest.get("parity")
+    if isinstance(parity, dict) and parity.get("ok") is False:
+        out.append(f"{name}'s quantized weights failed the parity check against the merged model "
+                   f"(parity.json: {json.dumps({k: v for k, v in parity.items() if not isinstance(v, list)})})")
+    return out
