@@ -185,8 +185,11 @@ def format_errors(exc: ValidationError, data: Any, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load and validate a config file (or the defaults) with overrides. Raises ConfigError."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                resolve_model: bool = True) -> Config:
+    """Load and validate a config file (or the defaults) with overrides. Raises ConfigError.
+    ``resolve_model``: turn ``judge.model_version`` into the version's ``judge.model_dir`` (the
+    ``model`` commands, which change the registry, read the config without)."""
     data: dict[str, Any] = {}
     source = "defaults"
     base_dir = Path.cwd()
@@ -221,7 +224,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, data, source)) from None
     regions_overrides = [o for o in overrides or [] if parse_override(o)[0][0] == "regions"]
-    return _with_model_version(_with_recipe_regions(cfg, regions_overrides, base_dir))
+    cfg = _with_recipe_regions(cfg, regions_overrides, base_dir)
+    return _with_model_version(cfg) if resolve_model else cfg
 
 
 def _with_model_version(cfg: Config) -> Config:

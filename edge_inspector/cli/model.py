@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from edge_inspector.cli.common import add_config_options, config_from
+from edge_inspector.cli.common import add_config_options
 from edge_inspector.errors import ConfigError, EdgeInspectorError
 
 log = structlog.get_logger(__name__)
@@ -77,9 +77,14 @@ def _reload_options(p: argparse.ArgumentParser) -> None:
 
 
 def _registry(args: argparse.Namespace):
+    """The config (``judge.model_version`` left unresolved: no version need be current yet) and its
+    registry."""
+    from edge_inspector.config import load_config
     from edge_inspector.learn.models import Registry
+    from edge_inspector.logs import configure
 
-    cfg = config_from(args)
+    cfg = load_config(args.config, args.overrides, resolve_model=False)
+    configure(cfg.logging.level, cfg.logging.format)
     return cfg, Registry(cfg.models_dir)
 
 

@@ -362,3 +362,16 @@ def test_a_version_5_database_gains_the_model_version_column(tmp_path, monkeypat
     s.emit(part_inspection())
     assert [r[0] for r in s.db.execute(f"SELECT model_version FROM {TABLE} ORDER BY id")] == [None, "v2"]
     s.close()
+
+
+def test_the_model_commands_work_before_any_version_is_current(station_config, tmp_path, capsys):
+    """A station config that follows `current` cannot load (exit 2) until a version is promoted; the
+    model commands, which make one current, read it without resolving the version."""
+    path = station_config(models={"dir": str(tmp_path / "models")},
+                          judge={"kind": "vlm", "model_version": "current"})
+    with pytest.raises(ConfigError, match="no current model version"):
+        load_config(path)
+    assert cli(capsys, "model", "import", str(make_run(tmp_path)), "-c", str(path))[0] == 0
+    rc, out, err = cli(capsys, "model", "promote", "v1", "-c", str(path))
+    assert rc == 0, err
+    assert load_config(path).judge.model_dir == tmp_path / "models" / "v1" / "merged"
