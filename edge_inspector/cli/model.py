@@ -249,7 +249,8 @@ def _reload_station(path: Path, wait_s: float, expect: str) -> str | None:
         request(path, "reload")
     except ControlError as exc:
         raise ModelError(f"the station on {path} did not take the reload: {exc}") from None
-    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
+    deadline = started + wait_s
     while True:
         try:
             status = request(path, "status")["status"]
@@ -260,10 +261,11 @@ def _reload_station(path: Path, wait_s: float, expect: str) -> str | None:
             if state.get("state") != "applied":
                 raise ModelError(f"the station refused the reload: {state.get('error')}")
             served = status.get("model_version")
+            took = f"the station reloaded in {time.monotonic() - started:.1f} s"
             if served != expect:
-                return (f"the station reloaded, but serves {served or 'an unversioned model'}: its config "
-                        "does not say judge.model_version: current")
-            return f"the station reloaded: the next parts are judged by {expect}"
+                return (f"{took}, but serves {served or 'an unversioned model'}: its config does not say "
+                        "judge.model_version: current")
+            return f"{took}: the next parts are judged by {expect}"
         if time.monotonic() > deadline:
             raise ModelError(f"the station did not finish the reload within {wait_s:g} s (still "
                              f"{state.get('state')}); `edge-inspector status` shows how it ends")
