@@ -65,6 +65,15 @@ class PipelineConfig(ConfigModel):
                                   "waits for a judge before it gives the part up as a timeout.")
 
 
+class ModelsConfig(ConfigModel):
+    dir: ConfigPath | None = Field(None, description="The model registry: a folder per model version "
+                                   "(`edge-inspector model list`) and the `current` pointer that "
+                                   "judge.model_version: current follows. Null: <station.data_dir>/models.")
+    promote_overkill_margin: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "`model promote` refuses a candidate whose overkill rate (good parts rejected) on the "
+        "evaluation recording exceeds the current version's by more than this (0.02: two points)."))
+
+
 class LoggingConfig(ConfigModel):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["json", "console"] = Field("json", description="json for journald and log "
@@ -126,6 +135,8 @@ class Config(ConfigModel):
     store: StoreConfig = Field(default_factory=StoreConfig, description="The SQLite store.")
     images: RejectImagesConfig = Field(default_factory=RejectImagesConfig, description="Reject images.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Model versions: the "
+                                 "registry, and the rule that promotes a candidate.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Results, availability, state and "
                              "stats over MQTT from a durable outbox; off until mqtt.host is set.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="Control socket, "
@@ -241,6 +252,10 @@ class Config(ConfigModel):
     def db_path(self) -> Path:
         return Path(self.station.data_dir) / self.store.path
 
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.models.dir) if self.models.dir is not None else Path(self.station.data_dir) / "models"
+
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
 
@@ -304,8 +319,11 @@ def format_errors(exc: ValidationError, data: Any, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load and validate a config file (or the defaults) with overrides. Raises ConfigError."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                resolve_model: bool = True) -> Config:
+    """Load and validate a config file (or the defaults) with overrides. Raises ConfigError.
+    ``resolve_model``: turn ``judge.model_version`` into the version's ``judge.model_dir`` (the
+    ``model`` commands, which change the registry, read the config without)."""
     data: dict[str, Any] = {}
     source = "defaults"
     base_dir = Path.cwd()
@@ -341,8 +359,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(format_errors(exc, data, source)) from None
     regions_overrides = [o for o in overrides or [] if parse_override(o)[0][0] == "regions"]
     cfg = _with_recipe_regions(cfg, regions_overrides, base_dir)
+    cfg = _with_model_version(cfg) if resolve_model else cfg
     cfg.camera_configs()  # each camera's recipe regions block: its errors now, at load
     return cfg
+
+
+def _with_model_version(cfg: Config) -> Config:
+    """``judge.model_version`` (a registry version, or ``current``) becomes the ``judge.model_dir`` of
+    that version's weights, read now: a reload after ``model promote`` reads the new pointer."""
+    name = getattr(cfg.judge, "model_version", None)
+    if name is None:
+        return cfg
+    from edge_inspector.learn.models import ModelError, Registry
+
+    if cfg.judge.model_dir is not None:
+        raise ConfigError("judge.model_dir, judge.model_version: give one of the two (model_version "
+                          "names a version of models.dir, model_dir a checkpoint directory)")
+    try:
+        version = Registry(cfg.models_dir).resolve(name)
+    except ModelError as exc:
+        raise ConfigError(f"judge.model_version: {name}: {exc}") from None
+    return cfg.model_copy(update={"judge": cfg.judge.model_copy(update={"model_dir": version.weights})})
 
 
 def _with_recipe_regions(cfg: Config, overrides: list[str], base_dir: Path,

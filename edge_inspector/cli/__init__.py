@@ -14,7 +14,8 @@ from edge_inspector import __version__
 from edge_inspector.errors import EdgeInspectorError
 from edge_inspector.logs import configure
 
-COMMANDS = ["run", "status", "inspect", "config_cmd", "demo", "doctor", "ctl", "review", "dataset", "train"]
+COMMANDS = ["run", "status", "inspect", "config_cmd", "demo", "doctor", "ctl", "review", "dataset", "train",
+            "model"]
 OPTIONAL = ["cameras"]  # modules that may be absent in a trimmed install
 
 

@@ -100,7 +100,9 @@ def live_view(st: dict) -> list:
         if cam.get("dropped"):
             color, extra = "red", f"DROPPED ({cam['dropped']}): its parts are NO-READs  {extra}"
         out.append(f"camera   {escape(str(cam.get('name')))}  [{color}]{cam_state}[/{color}]  {escape(extra)}")
-    out.append(f"model    {escape(st['model'])}   judge {st['judge']}   recipe {escape(st.get('recipe') or '-')}")
+    version = f" (version {escape(st['model_version'])})" if st.get("model_version") else ""
+    out.append(f"model    {escape(st['model'])}{version}   judge {st['judge']}   "
+               f"recipe {escape(st.get('recipe') or '-')}")
     cfg = st.get("config") or {}
     reload = st.get("reload") or {}
     line = f"config   {escape(str(cfg.get('path') or '-'))} ({cfg.get('fingerprint')})"

@@ -78,9 +78,14 @@ def _v6(db: sqlite_utils.Database) -> None:
     db[TABLE].create_index(["camera", "trigger_time"], if_not_exists=True)
 
 
+def _v7(db: sqlite_utils.Database) -> None:
+    # the model registry's version of the weights that judged the part (NULL: not from the registry)
+    db[TABLE].add_column("model_version", str)
+
+
 EVIDENCE = {"p_logit": float, "vote_share": float, "valid_votes": int, "invalid_votes": int,
             "prefix_cache_hit": int, "constrained": int}
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -132,7 +137,7 @@ def row_for(inspection: Inspection, versions: Versions, image_path: str | None) 
         "boxes": json.dumps(j["regions"]), "votes": json.dumps(j["votes"]),
         "map": json.dumps(j["map"]), "timings": json.dumps(j["timings_ms"]),
         **{f"t_{k}_ms": t.get(k) for k in ("capture", "queue", "regions", "judge", "policy", "total")},
-        "model_hash": versions.model, "config_hash": versions.config, "recipe": versions.recipe,
+        "model_hash": versions.model, "model_version": versions.model_version, "config_hash": versions.config, "recipe": versions.recipe,
         "recipe_version": versions.recipe_version, "image_path": image_path,
         **evidence_of(j.get("judge") or {}),
         **({"views": json.dumps(j["views"])} if "views" in j else {}),  # a view set's part only

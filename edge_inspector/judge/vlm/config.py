@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_inspector.config_base import PROJECT_DIR, ConfigModel, ConfigPath
 
@@ -33,9 +33,13 @@ class PromptImages(ConfigModel):
 
 class VlmJudgeConfig(PromptImages):
     kind: Literal["vlm"] = Field("vlm", description="Selects the VLM judge (Qwen2.5-VL / Qwen3-VL).")
-    model_dir: ConfigPath = Field(..., title="Model directory", description=(
+    model_dir: ConfigPath | None = Field(None, title="Model directory", description=(
         "A local Qwen2.5-VL or Qwen3-VL checkpoint directory (full precision or AWQ 4-bit). Nothing is "
-        "fetched from a hub."))
+        "fetched from a hub. Give this or model_version."))
+    model_version: str | None = Field(None, min_length=1, title="Model version", description=(
+        "A version of the model registry (models.dir; `edge-inspector model list`), or `current`: "
+        "the version promoted last, so that `model promote` and `model rollback` switch what the "
+        "station serves (at its reload). Resolved when the config is loaded; instead of model_dir."))
     recipe: ConfigPath = Field(PROJECT_DIR / "configs/recipes/pcb.yaml", description=(
         "The product recipe (YAML): part description, defect taxonomy, rules, reference images, "
         "calibration. Default: the bare-PCB recipe shipped with edge-inspector (configs/recipes/pcb.yaml "
@@ -68,3 +72,11 @@ class VlmJudgeConfig(PromptImages):
         "Generation stops (timeout) when the next step is expected to end less than this before the "
         "part's deadline."))
     cascade: CascadeConfig = Field(default_factory=CascadeConfig, description="The regions-score cascade.")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> VlmJudgeConfig:
+        # both set: a resolved model_version (config._with_model_version checks the file gave one)
+        if self.model_dir is None and self.model_version is None:
+            raise ValueError("give judge.model_dir (a checkpoint directory) or judge.model_version (a "
+                             "version of models.dir, or current)")
+        return self

@@ -46,7 +46,7 @@ def state_of(station: Any, versions: Versions) -> dict[str, Any]:
     return {"state": "not_recording" if fault else "paused" if paused else "running",
             "paused_reason": (paused_reason or None) if paused else None, "fault": fault,
             "station": versions.station, "recipe": versions.recipe, "recipe_version": versions.recipe_version,
-            "model": versions.model, "config": versions.config,
+            "model": versions.model, "model_version": versions.model_version, "config": versions.config,
             "camera": snap.get("source"), "plc": plc or {"name": "none", "state": "none"},
             **({"cameras": {c["name"]: c["source"] for c in snap.get("cameras", [])}}
                if getattr(getattr(station, "cfg", None), "multi_camera", False) else {})}

@@ -79,7 +79,8 @@ def result_payload(inspection: Inspection, versions: Versions, decided: float) -
     """One JSON message per part: the envelope's result shape plus the versions and times."""
     body: dict[str, Any] = {"v": PAYLOAD_VERSION, "station": versions.station,
                             **inspection.to_json(), "decided_time": round(decided, 6),
-                            "model": versions.model, "config": versions.config,
+                            "model": versions.model, "model_version": versions.model_version,
+                            "config": versions.config,
                             "recipe": versions.recipe, "recipe_version": versions.recipe_version}
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str).encode()
