@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also sweep the sensitivity (sweep.png)")
     ap.add_argument("--cv", type=int, default=0, metavar="K", help="only K-fold CV on the train split")
     args = ap.parse_args(argv)
+    args.data = args.data.resolve()  # the station run links the images: a relative path would dangle
     if not (args.data / "index.json").is_file():
         print(f"error: {args.data} holds no BSData subset (index.json)", file=sys.stderr)
         return 2

@@ -106,6 +106,10 @@ class TextureConfig(RefineFields):
                                    "a large defect, so that a defect cannot explain itself.")
     self_stride: int = Field(2, ge=1, le=8, description="The self explainer compares with every n-th patch "
                              "in each direction (cost against coverage).")
+    self_slack: float = Field(1.1, ge=1.0, description="The self explainer's normalised distance is "
+                              "multiplied by this before it competes: a frame's own pit-like patches (a "
+                              "second pit, a soiling flake, the far side of a large pit) must not explain a "
+                              "pit away by a small margin.")
     self_refs: int = Field(6144, ge=256, description="At most this many patches of a frame serve the self "
                            "explainer (the stride grows on large frames: its cost is patches x this).")
     false_box_rate: float = Field(0.12, gt=0, lt=0.5, description="Calibration: the threshold is the value "
@@ -120,6 +124,10 @@ class TextureConfig(RefineFields):
                              "whatever the threshold.")
     box_grow: float = Field(1.1, ge=1.0, le=3.0, description="Each box is grown about its centre by this "
                             "factor (annotations enclose a defect with a margin).")
+    box_footprint_px: float = Field(12.0, ge=0, description="The width (working pixels) that the map's blur "
+                                    "(patch pooling, smoothing) gives a point-like anomaly at box_level: "
+                                    "taken off each box's width and height in quadrature, so that a pit of a "
+                                    "few pixels gets a box of its own size.")
     smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of each distance map "
                                 "(in patches).")
     border_px: int = Field(12, ge=0, description="Working pixels at the border that are not judged.")
@@ -177,6 +185,7 @@ class TextureModel:
                                    f"{img.shape[1]}x{img.shape[0]}")
             feats, s = patch_features(img, cfg)
             grids.append((feats, _good_cells(feats.shape[:2], s, mask, cfg)))
+        sizes = [img.shape[:2] for img in images]
         good = np.concatenate([f[g] for f, g in grids])
         if len(good) < 16:
             raise StartupError(f"the texture model found only {len(good)} known-good patches to learn from")
@@ -184,10 +193,10 @@ class TextureModel:
         self.sd = good.std(0) + 1e-3
         rng = np.random.default_rng(cfg.seed)
         grids = [(self._standard(f), g) for f, g in grids]
-        self.level, self.maxima = self._calibrate(grids, rng)
+        self.level, self.maxima = self._calibrate(grids, sizes, rng)
         self.tolerance = self.level / cfg.sensitivity
         self.scorer = Scorer(cfg, good, rng, self.mu, self.sd) if "bank" in cfg.explainers else None
-        self.aligned = self._aligned(grids)
+        self.aligned = self._aligned(grids, sizes)
         self.samples, self.patches = len(images), len(good)
         h = hashlib.sha256(cfg.model_dump_json(exclude={"good_images", "reference", "sam_dir"}).encode())
         for img in images:
@@ -199,16 +208,19 @@ class TextureModel:
     def _standard(self, feats: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((feats - self.mu) / self.sd, np.float32)
 
-    def _aligned(self, grids: list[Grid]) -> dict[tuple[int, int], list[Grid]]:
-        """The known-good grids by size, for the position explainer."""
+    def _aligned(self, grids: list[Grid], sizes: list[tuple[int, int]]) -> dict[tuple[int, int], list[Grid]]:
+        """The known-good grids by the size of their frame, for the position explainer: only sizes with
+        at least ``position_k`` images (fewer cannot give the k-th closest, and one image of a size is
+        no evidence that the views are aligned). Frames of different sizes whose working grids happen
+        to match are not aligned views."""
         out: dict[tuple[int, int], list[Grid]] = {}
         if "position" not in self.cfg.explainers:
             return out
-        for z, good in grids:
-            refs = out.setdefault(z.shape[:2], [])
+        for (z, good), size in zip(grids, sizes):
+            refs = out.setdefault(tuple(size), [])
             if len(refs) < self.cfg.position_images and good.any():
                 refs.append((z, good))
-        return out
+        return {k: v for k, v in out.items() if len(v) >= self.cfg.position_k}
 
     def _cells(self, z: np.ndarray, scorer: Scorer | None, refs: list[Grid]) -> np.ndarray:
         """The anomaly of each cell of a standardised grid: the smallest normalised explainer distance."""
@@ -227,7 +239,7 @@ class TextureModel:
         if "self" in cfg.explainers:
             stride = max(cfg.self_stride, int(np.ceil(np.sqrt(z.shape[0] * z.shape[1] / cfg.self_refs))))
             maps.append(self._normalised(self_distance(z, max(1, int(round(cfg.self_exclusion_px / st))),
-                                                       stride), judged))
+                                                       stride), judged) * cfg.self_slack)
         out = np.minimum.reduce(maps) if maps else np.zeros(z.shape[:2], np.float32)
         finite = np.isfinite(out)
         out = np.where(finite, out, out[finite].max() if finite.any() else 0.0)
@@ -247,7 +259,8 @@ class TextureModel:
         d = d / max(float(np.median(d[ok] if ok.any() else d)), 1e-6)
         return np.where(covered, d, np.inf).astype(np.float32)
 
-    def _calibrate(self, grids: list[Grid], rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    def _calibrate(self, grids: list[Grid], sizes: list[tuple[int, int]],
+                   rng: np.random.Generator) -> tuple[float, np.ndarray]:
         """The per-image maxima of held-out known-good maps and the threshold fitted on them. Folds of
         images (interleaved, up to five), each scored against explainers built from the others; one
         image: its left and right halves (not aligned with each other: no position explainer)."""
@@ -257,23 +270,25 @@ class TextureModel:
             z, good = grids[0]
             mid = z.shape[1] // 2
             grids = [(z[:, :mid], good[:, :mid]), (z[:, mid:], good[:, mid:])]
+            sizes = [(0, 0), (0, 0)]
         k = min(len(grids), 5)
         per_fold = max(1, -(-cfg.calibration_images // k))
         units = max(1, -(-16 // min(len(grids), cfg.calibration_images)))  # at least 16 maxima to fit
         maxima = []
         for i in range(k):
-            held = grids[i::k]
+            held = list(zip(grids[i::k], sizes[i::k]))
             other = [g for j, g in enumerate(grids) if j % k != i]
+            other_sizes = [z for j, z in enumerate(sizes) if j % k != i]
             scorer = None
             if "bank" in cfg.explainers:
                 rows = np.concatenate([z[g] for z, g in other])
                 if len(rows) < 16:
                     continue
                 scorer = Scorer(cfg, rows, rng, np.zeros_like(self.mu), np.ones_like(self.sd))
-            aligned = {} if halves else self._aligned(other)
+            aligned = {} if halves else self._aligned(other, other_sizes)
             step = max(1, -(-len(held) // per_fold))
-            for z, good in held[::step]:
-                cells = self._cells(z, scorer, aligned.get(z.shape[:2], []))
+            for (z, good), size in held[::step]:
+                cells = self._cells(z, scorer, aligned.get(tuple(size), []))
                 inner = good & _judged(z.shape[:2], cfg)
                 parts = zip(np.array_split(cells, units, axis=1), np.array_split(inner, units, axis=1))
                 for part, ok in parts:
@@ -289,7 +304,7 @@ class TextureModel:
             raise ValueError(f"the frame is too small for the texture model: {image.shape[:2]}")
         feats, s = patch_features(image, self.cfg)
         z = self._standard(feats)
-        return self._cells(z, self.scorer, self.aligned.get(z.shape[:2], [])) / self.tolerance, s
+        return self._cells(z, self.scorer, self.aligned.get(tuple(image.shape[:2]), [])) / self.tolerance, s
 
     def _to_map(self, cells: np.ndarray, image_shape: tuple[int, ...], s: float) -> np.ndarray:
         rows, cols = cells.shape
@@ -310,7 +325,7 @@ class TextureModel:
         """The boxes of a cell map (threshold units) at ``threshold`` (the sweep's sensitivity divides it)."""
         p = self.cfg.boxes.model_copy(update={"threshold": threshold})
         return boxes_from_peaks(cells, self.cfg.stride_px, p, self.cfg.box_level, self.cfg.box_grow,
-                                lambda v: v / s, frame_shape)
+                                lambda v: v / s, frame_shape, self.cfg.box_footprint_px)
 
     def find(self, image: np.ndarray) -> Regions:
         cells, s = self._grid(image)

@@ -78,9 +78,14 @@ def peak_regions(cells: np.ndarray, threshold: float, level: float, separation: 
 
 
 def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float, grow: float,
-                     to_frame: Callable[[float], float], frame_shape: tuple[int, int]) -> list[Box]:
+                     to_frame: Callable[[float], float], frame_shape: tuple[int, int],
+                     footprint: float = 0.0) -> list[Box]:
     """Boxes in frame pixels from a cell map in threshold units (cell (i, j) covers working pixels
-    [stride*j, stride*(j+1)) x [stride*i, stride*(i+1)); ``to_frame`` maps working to frame pixels)."""
+    [stride*j, stride*(j+1)) x [stride*i, stride*(i+1)); ``to_frame`` maps working to frame pixels).
+    ``footprint`` (working pixels): the width that the map's own blur (the patch pooling and the
+    smoothing) gives a point-like anomaly at ``level``; it is taken off each region's width and height
+    in quadrature (a blurred blob is about sqrt(size^2 + footprint^2) wide), so that a pit of a few
+    pixels gets a box of its size, not of the patch's, while a large one keeps its extent."""
     h, w = frame_shape
     sep = max(1, int(round(p.merge_distance_px / stride)))
     out = []
@@ -88,7 +93,8 @@ def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float,
         if n * stride * stride < p.min_area_px:
             continue
         cx, cy = stride * (x1 + x2) / 2, stride * (y1 + y2) / 2
-        hw, hh = grow * stride * (x2 - x1) / 2, grow * stride * (y2 - y1) / 2
+        ew, eh = (_deblurred(stride * (v2 - v1), footprint, stride) for v1, v2 in ((x1, x2), (y1, y2)))
+        hw, hh = grow * ew / 2, grow * eh / 2
         box = tuple(to_frame(v) for v in (cx - hw, cy - hh, cx + hw, cy + hh))
         margin, min_size = int(round(to_frame(p.margin_px))), int(round(to_frame(p.min_size_px)))
         out.append(Box(*pad_box(box, margin, min_size, w, h),
@@ -96,3 +102,10 @@ def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float,
         if len(out) >= p.max_boxes:
             break
     return out
+
+
+def _deblurred(extent: float, footprint: float, floor: float) -> float:
+    """A region's extent less the map's blur, in quadrature, at least ``floor``."""
+    if footprint <= 0:
+        return extent
+    return max(math.sqrt(max(extent * extent - footprint * footprint, 0.0)), floor)

@@ -30,17 +30,31 @@ def sweep():
     model = bsdata.fit(bsdata.texture_config([]), [i for i in items if i["split"] == "train"])
     pitted = bsdata.scored(model, [i for i in items if i["split"] == "test"])
     clean = bsdata.scored(model, [i for i in items if i["split"] is None and not i["polygons"]])
-    return {r["sensitivity"]: r for r in bsdata.sweep_rows(model, pitted, clean, (1.0, 1.4))}
+    rows = {r["sensitivity"]: r for r in bsdata.sweep_rows(model, pitted, clean, (1.0, 1.4))}
+    return {**rows, "model": model, "items": items}
+
+
+@needs_data
+@pytest.mark.slow
+def test_the_position_explainer_serves_only_aligned_views(sweep):
+    # the type-2 views (a rig) come in two sizes with many images each; the type-1 crops each have a
+    # size of their own, and their working grids match (max_side_px caps them): not aligned views
+    model, items = sweep["model"], sweep["items"]
+    assert set(model.aligned) == {(460, 1130), (645, 1540)}
+    assert all(len(v) >= model.cfg.position_k for v in model.aligned.values())
+    type1 = [i for i in items if i["split"] == "test" and int(i["bsd_type"]) == 1]
+    assert type1 and all(tuple(cv2.imread(i["path"]).shape[:2]) not in model.aligned for i in type1)
 
 
 @needs_data
 @pytest.mark.slow
 def test_the_test_split_at_the_default(sweep):
     r = sweep[1.0]
-    # measured: 5 of 18 pits at IoU > 0.33, 5 of 14 images flagged, 2 boxes on 24 unannotated images
+    # measured: 9 of 18 pits at IoU > 0.33, 9 of 14 images flagged, 2 boxes on 24 unannotated images
+    # (before the position explainer was keyed by the frame's size and the self slack: 5 of 18)
     assert r["pits"] == 18
-    assert r["found"] >= 4, r
-    assert r["images_flagged"] >= 0.25, r
+    assert r["found"] >= 7, r
+    assert r["images_flagged"] >= 0.5, r
     assert r["boxes_per_unannotated_image"] <= 0.25, r
 
 
@@ -48,7 +62,7 @@ def test_the_test_split_at_the_default(sweep):
 @pytest.mark.slow
 def test_the_test_split_at_sensitivity_1_4(sweep):
     r = sweep[1.4]
-    # measured: 13 of 18 pits, 13 of 14 images flagged, 0.5 boxes per unannotated image
+    # measured: 13 of 18 pits, 13 of 14 images flagged, 0.625 boxes per unannotated image
     assert r["found"] >= 11, r
     assert r["boxes_per_unannotated_image"] <= 0.8, r
     assert r["recall"] >= sweep[1.0]["recall"]

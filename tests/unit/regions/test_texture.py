@@ -82,6 +82,35 @@ def test_what_is_always_at_the_same_place_is_explained_by_the_position():
         assert b.x1 <= 60 and b.x2 >= 100 and b.y1 <= 168 and b.y2 >= 173 and b.width <= 80 and b.height <= 48
 
 
+def test_the_position_explainer_needs_frames_of_the_same_size_and_k_of_them():
+    # two sizes whose working grids match (the longer side is capped by max_side_px) are not aligned
+    # views; and one image of a size cannot give the k-th closest image (k = 2)
+    cfg = TextureConfig(explainers=("position", "self"), max_side_px=160)
+    goods = [surface(s, size=(240, 320)) for s in range(3)] + [surface(9, size=(242, 322))]
+    model = TextureModel(cfg, goods)
+    assert set(model.aligned) == {(240, 320)} and len(model.aligned[(240, 320)]) == 3
+    single = TextureModel(cfg.model_copy(update={"position_k": 4}), goods)
+    assert single.aligned == {}
+
+
+def test_the_box_footprint_is_taken_off_in_quadrature():
+    from edge_inspector.regions.boxes import BoxParams
+    from edge_inspector.regions.texture_boxes import boxes_from_peaks
+
+    cells = np.zeros((40, 40), np.float32)
+    cells[18:23, 18:23] = 2.0  # a region of 5 x 5 cells of 4 px: 20 px wide
+    cells[5:20, 30:34] = 2.0  # and one of 4 x 15 cells: 16 x 60 px
+    p = BoxParams(min_area_px=1, merge_distance_px=8, margin_px=0, min_size_px=1, threshold=1.0)
+    plain = boxes_from_peaks(cells, 4, p, 0.3, 1.0, lambda v: v, (160, 160))
+    thin = boxes_from_peaks(cells, 4, p, 0.3, 1.0, lambda v: v, (160, 160), footprint=16.0)
+    by_x = lambda bs: sorted(bs, key=lambda b: b.x1)  # noqa: E731
+    (a, b), (c, d) = by_x(plain), by_x(thin)
+    assert a.width == a.height == 20 and (b.width, b.height) == (16, 60)
+    assert c.width == c.height == 12  # sqrt(20^2 - 16^2)
+    assert d.width == 4 and abs(d.height - 58) <= 1  # at least a cell; a long one keeps its length
+    assert abs((c.x1 + c.x2) / 2 - 82) <= 1  # about the same centre
+
+
 def test_self_distance_finds_what_has_no_twin_farther_away():
     rng = np.random.default_rng(0)
     z = np.tile(rng.normal(0, 1, (40, 8, 6)), (1, 2, 1)).astype(np.float32)  # every cell's twin: 8 columns on
