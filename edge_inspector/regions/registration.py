@@ -9,9 +9,8 @@ homography that maps reference coordinates to frame coordinates:
 2. on the coarsest level of a pyramid (longest side about 128 px) phase correlation finds the shift;
 3. on each level, coarse to fine, an inverse-compositional Gauss-Newton fit (Lucas-Kanade, as in
    Baker & Matthews) refines the homography on the reference's strongest edge pixels, spread over a
-   grid of cells so that every corner of the field weighs in; points on edges within 5 degrees of
-   an image axis weigh a tenth (they lock onto whole pixels, see ``AXIS_WEIGHT``). The reference's
-   side (its gradients, the Jacobian) is computed once per product; a frame costs a resize, two blurs and a few sparse
+   grid of cells so that every corner of the field weighs in. The reference's side (its gradients,
+   the Jacobian) is computed once per product; a frame costs a resize, two blurs and a few sparse
    samplings per level. Robust weights (Tukey) ignore defects and whatever the frame shows beyond
    the part; points that fall outside the frame are left out;
 4. the result is *checked*: the correlation of the band-passed images on the sampled edges, the share
@@ -103,12 +102,6 @@ class Registration:
 
 
 IDENTITY = np.eye(3)
-# Edge points whose gradient lies within 5 degrees of an image axis count a tenth in the fit. On the
-# pixel grid such an edge is quantised the same way along its whole length (in a binarised image,
-# every sub-pixel position of it within a pixel gives the same image), so the fit locks onto whole
-# pixels there; oblique and curved edges (pads, diagonals) carry the sub-pixel position.
-AXIS_SIN = 0.17  # |sin 2 theta| below this: within about 5 degrees of an axis
-AXIS_WEIGHT = 0.1
 
 
 def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -161,7 +154,6 @@ class _Level:
     pts: np.ndarray  # N x 2 float32, level pixels
     values: np.ndarray  # N, the band-passed reference at pts
     sd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # N x n
-    prior: np.ndarray = field(default_factory=lambda: np.ones(0))  # N, each point's weight
 
 
 class Registrar:
@@ -212,9 +204,6 @@ class Registrar:
         lv.pts = _spread_points(mag, points)
         xs, ys = lv.pts[:, 0].astype(int), lv.pts[:, 1].astype(int)
         lv.values = img[ys, xs].astype(np.float64)
-        theta = np.arctan2(gy[ys, xs], gx[ys, xs]).astype(np.float64)
-        axis = np.abs(np.sin(2 * theta))
-        lv.prior = np.where(axis < AXIS_SIN, AXIS_WEIGHT, 1.0)
         # gradients w.r.t. normalised coordinates (chain rule through the level's scaling)
         gnx, gny = gx[ys, xs] * half, gy[ys, xs] * half
         nx, ny = (lv.pts[:, 0] - w / 2) / half, (lv.pts[:, 1] - h / 2) / half
@@ -281,7 +270,7 @@ class Registrar:
             err = (f - b) / a - t
             scale = 1.4826 * np.median(np.abs(err)) + 1e-3
             u = err / (4.685 * scale)
-            wt = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0) * lv.prior[inside]
+            wt = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
             inl = float((np.abs(err) < 3 * scale).mean() * inside.mean())
             corr = cov / np.sqrt(var_t * var_f) if var_t * var_f > 1e-12 else 0.0
             if self.n_params == 0 or not update:
