@@ -53,8 +53,10 @@ from edge_inspector.regions.registration import (
 
 
 def _variation_boxes() -> BoxParams:
-    # boxes padded like a person's annotation of a defect a few pixels wide (a margin of 5-15 px)
-    return BoxParams(margin_px=8, min_size_px=20, merge_distance_px=4)
+    # boxes padded like a person's annotation of a defect a few pixels wide (a margin of 5-15 px);
+    # 3 px over the threshold make a box in a clean capture (a pin-hole of 2-3 px after the smoothing
+    # and the opening), a frame whose edges jag needs `noisy_min_area_px`
+    return BoxParams(margin_px=8, min_size_px=20, merge_distance_px=4, min_area_px=3)
 
 
 class VariationConfig(RefineFields):
