@@ -103,6 +103,8 @@ class VariationConfig(RefineFields):
     edge_noise: float = Field(0.4, gt=0, description="A frame is that noisy when the 99.9th percentile "
                               "of its edges' excess (tolerance units) is above this; clean captures "
                               "show under 0.3 there, two independent scans of one board 0.45-1.1.")
+    wide_noise: float = Field(0.8, gt=0, description="Above this edge noise (see `edge_noise`) a "
+                              "frame is judged with the budget `noisy_extra_px` wider.")
     thin_px: float = Field(1.5, ge=0, le=4, description="Where the reference's copper or gaps are "
                            "thinner than 2x this (a narrow gap, a neck, an acute tip), a scan closes or "
                            "opens them at random: there the budget grows by `thin_extra_px`. 0: never.")
@@ -244,7 +246,7 @@ class VariationModel:
             # lifts the edges' excess as a whole, where a defect is a few pixels of it: in such a
             # frame slivers are dropped (and, with noisy_extra_px, the wider envelope judges it)
             noise = float(np.percentile(a[zone], 99.9))
-            if len(self.envelopes) > 1 and noise > self.cfg.edge_noise:
+            if len(self.envelopes) > 1 and noise > self.cfg.wide_noise:
                 budget, lower, upper = self.envelopes[1]
                 a = self._excess(x, lower, upper)
         if self.cfg.opening_px > 1:
