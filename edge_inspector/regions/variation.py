@@ -53,8 +53,10 @@ from edge_inspector.regions.registration import (
 
 
 def _variation_boxes() -> BoxParams:
-    # boxes padded like a person's annotation of a defect a few pixels wide (a margin of 5-15 px)
-    return BoxParams(margin_px=8, min_size_px=20, merge_distance_px=4)
+    # boxes padded like a person's annotation of a defect a few pixels wide (a margin of 5-15 px);
+    # 3 px over the threshold make a box in a clean capture (a pin-hole of 2-3 px after the smoothing
+    # and the opening), a frame whose edges jag needs `noisy_min_area_px`
+    return BoxParams(margin_px=8, min_size_px=20, merge_distance_px=4, min_area_px=3)
 
 
 class VariationConfig(RefineFields):
@@ -92,12 +94,28 @@ class VariationConfig(RefineFields):
                                   "fraction of the envelope's local range (max - min): a frame sharper "
                                   "or blurrier than the reference differs there and only there. Flat "
                                   "areas (where pin-holes and spurious copper show) keep the tight band.")
-    noisy_extra_px: float = Field(1.0, ge=0, le=4, description="For a frame whose edges jag more "
+    noisy_extra_px: float = Field(0.0, ge=0, le=4, description="For a frame whose edges jag more "
                                   "than the budget allows (a second scan of the board, another "
-                                  "binarisation threshold), the budget grows by this much. 0: never.")
-    edge_noise: float = Field(0.8, gt=0, description="A frame is that noisy when the 99.9th percentile "
+                                  "binarisation threshold), the budget grows by this much. 0: never "
+                                  "(the default: a wider budget over the whole frame loses opens "
+                                  "across narrow traces; such frames drop small, weak anomalies "
+                                  "instead, see `noisy_min_area_px`).")
+    edge_noise: float = Field(0.4, gt=0, description="A frame is that noisy when the 99.9th percentile "
                               "of its edges' excess (tolerance units) is above this; clean captures "
-                              "show about 0 there.")
+                              "show under 0.3 there, two independent scans of one board 0.45-1.1.")
+    wide_noise: float = Field(0.8, gt=0, description="Above this edge noise (see `edge_noise`) a "
+                              "frame is judged with the budget `noisy_extra_px` wider.")
+    thin_px: float = Field(1.5, ge=0, le=4, description="Where the reference's copper or gaps are "
+                           "thinner than 2x this (a narrow gap, a neck, an acute tip), a scan closes or "
+                           "opens them at random: there the budget grows by `thin_extra_px`. 0: never.")
+    thin_extra_px: float = Field(1.5, ge=0, le=6, description="The budget's growth at thin places "
+                                 "of the reference (see `thin_px`).")
+    noisy_min_area_px: int = Field(8, ge=1, description="In a frame whose edges jag (see "
+                                   "`edge_noise`), an anomaly needs at least this many pixels over "
+                                   "the threshold...")
+    noisy_min_peak: float = Field(1.5, gt=0, description="... and a peak of at least this (tolerance "
+                                  "units): what a pixel of independent edge jitter between two scans "
+                                  "makes stays below both.")
     light_order: int = Field(2, ge=0, le=2, description="Order of the gain/offset polynomial that "
                              "matches the frame's light to the reference's (0: one gain and offset; "
                              "2: a gradient and a vignette across the field).")
@@ -144,6 +162,7 @@ class VariationModel:
         rng_ = cv2.dilate(ref, near) - cv2.erode(ref, near)
         self._flat = (rng_ < 0.1 * max(float(np.percentile(ref, 98) - np.percentile(ref, 2)), 1.0)).astype(np.uint8)
         self._lo, self._hi = np.percentile(ref, [2, 98])
+        self.contrast = float(max(self._hi - self._lo, 1.0))
         stack = [ref]
         for i, g in enumerate(grays[1:], 1):
             reg = self.registrar.register(g)
@@ -152,7 +171,6 @@ class VariationModel:
             x, valid = self._onto_reference(self._smooth(g), reg, ref)
             stack.append(np.where(valid > 0, x, ref))  # outside its view, a good capture says nothing
         self.reference = np.median(np.stack(stack), axis=0).astype(np.float32) if len(stack) > 2 else ref
-        self.contrast = float(max(self._hi - self._lo, 1.0))
         self.tolerance = cfg.abs_tolerance * self.contrast
         # the envelope over the budget, and a wider one for scans whose edges jag more
         budgets = [cfg.misregistration_px]
@@ -171,6 +189,18 @@ class VariationModel:
         disk = _disk(radius)
         lower = np.minimum.reduce([cv2.erode(x, disk) for x in stack])
         upper = np.maximum.reduce([cv2.dilate(x, disk) for x in stack])
+        t, extra = self.cfg.thin_px, self.cfg.thin_extra_px
+        if t > 0 and extra > 0:
+            k = _disk(t)
+            # thin places: what a closing fills (narrow gaps) or an opening removes (necks, tips)
+            thin = np.zeros(stack[0].shape, bool)
+            for x in stack:
+                thin |= cv2.morphologyEx(x, cv2.MORPH_CLOSE, k) - x > 0.3 * self.contrast
+                thin |= x - cv2.morphologyEx(x, cv2.MORPH_OPEN, k) > 0.3 * self.contrast
+            zone = cv2.dilate(thin.astype(np.uint8), _disk(radius + 1)) > 0
+            wide = _disk(radius + extra)
+            lower = np.where(zone, np.minimum.reduce([cv2.erode(x, wide) for x in stack]), lower)
+            upper = np.where(zone, np.maximum.reduce([cv2.dilate(x, wide) for x in stack]), upper)
         slack = self.cfg.edge_tolerance * (upper - lower)
         return lower - slack, upper + slack
 
@@ -211,19 +241,46 @@ class VariationModel:
         a = self._excess(x, lower, upper)
         noise = 0.0
         zone = self._edge_zone & (valid > 0)
-        if len(self.envelopes) > 1 and zone.any():
+        if zone.any():
             # a second scan whose edges jag more than the budget (another scanner threshold, etching)
-            # lifts the edges' excess as a whole, where a defect is a few pixels of it: such a frame
-            # is judged with the wider envelope
+            # lifts the edges' excess as a whole, where a defect is a few pixels of it: in such a
+            # frame slivers are dropped (and, with noisy_extra_px, the wider envelope judges it)
             noise = float(np.percentile(a[zone], 99.9))
-            if noise > self.cfg.edge_noise:
+            if len(self.envelopes) > 1 and noise > self.cfg.wide_noise:
                 budget, lower, upper = self.envelopes[1]
                 a = self._excess(x, lower, upper)
         if self.cfg.opening_px > 1:
             k = self.cfg.opening_px
             a = cv2.morphologyEx(a, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
         a[valid == 0] = 0
+        if noise > self.cfg.edge_noise:
+            self._drop_jitter(a)
         return a, valid, reg, {"edge_noise": round(noise, 3), "budget_px": budget}
+
+    def _drop_jitter(self, a: np.ndarray) -> None:
+        """In a frame whose edges jag (a second scan of the board), the anomalies (grouped as boxes
+        group them) that are smaller than ``noisy_min_area_px`` or weaker than ``noisy_min_peak``
+        are zeroed: independent edge jitter of about a pixel in both scans leaves slivers of a few
+        pixels just over the threshold, where a pin-hole or a mousebite a few pixels wide leaves a
+        blob of full contrast."""
+        p = self.cfg.boxes
+        on = (a > p.threshold).astype(np.uint8)
+        if not on.any():
+            return
+        grouped = on
+        if p.merge_distance_px:
+            k = 2 * p.merge_distance_px + 1
+            grouped = cv2.dilate(on, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        n, labels = cv2.connectedComponents(grouped, connectivity=8)
+        mask = on.astype(bool)
+        lab = labels[mask]
+        area = np.bincount(lab, minlength=n)
+        peak = np.zeros(n, np.float32)
+        np.maximum.at(peak, lab, a[mask])
+        weak = (area < self.cfg.noisy_min_area_px) | (peak < self.cfg.noisy_min_peak)
+        weak[0] = False
+        if weak.any():
+            a[weak[labels] & mask] = 0
 
     def _excess(self, x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         a = np.maximum(x - upper, lower - x)
