@@ -1,7 +1,7 @@
 """Prometheus metrics (prometheus_client), in the station's own registry.
 
-Per decision (``observe``, on the worker thread, a few microseconds): decisions by outcome and
-reason, per-stage latency histograms, judge votes and invalid votes, cascade skips. At scrape time
+Per decision (``observe``, on the worker thread, a few microseconds): decisions by camera, outcome
+and reason, per-stage latency histograms, judge votes and invalid votes, cascade skips. At scrape time
 (``StationCollector``, on the API thread): queue depth, outbox backlog, PLC link and camera state,
 last-decision age, read from the station's snapshot.
 """
@@ -29,8 +29,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.decisions = Counter(f"{PREFIX}_decisions", "Decisions by outcome and reason.",
-                                 ["outcome", "reason"], registry=r)
+        self.decisions = Counter(f"{PREFIX}_decisions", "Decisions by camera (or view set), outcome "
+                                 "and reason.", ["camera", "outcome", "reason"], registry=r)
         self.stage = Histogram(f"{PREFIX}_stage_seconds", "Time a part spent in each stage.", ["stage"],
                                buckets=BUCKETS, registry=r)
         self.votes = Counter(f"{PREFIX}_judge_votes", "Judge votes by answer (defective, good, invalid).",
@@ -46,7 +46,8 @@ class Metrics:
 
     def observe(self, inspection: Inspection) -> None:
         d = inspection.decision
-        self.decisions.labels(outcome=str(d.outcome), reason=str(d.reason)).inc()
+        self.decisions.labels(camera=str(inspection.frame.camera), outcome=str(d.outcome),
+                              reason=str(d.reason)).inc()
         for name, ms in d.timings_ms.items():
             child = self._stage.get(name)
             if child is not None and ms is not None:

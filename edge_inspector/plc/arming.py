@@ -160,6 +160,15 @@ class PartTable:
     def _arm_answered(self, part: Part, answer: Answer) -> None:
         now = time.monotonic()
         with self._lock:
+            if part.result is not None and answer is DROPPED:
+                self._table.discard(part)  # given up before it left (BridgeLink.gate): nothing to do
+                answer_done = True
+            else:
+                answer_done = False
+        if answer_done:
+            self._pump_arms()
+            return
+        with self._lock:
             if part.arm == "gone":
                 pass  # the bridge restarted meanwhile: armed again after the handshake
             elif answer is None or answer is p.NakReason.DUPLICATE_PART:

@@ -157,6 +157,12 @@ class BridgeLink(PartTable, BridgeSession, Output):
             return replace(inspection, decision=replace(d, gate="unconfirmed"))
         if self.t.connected and not part.done.is_set():
             part.done.wait(self.gate_wait_s)
+        elif not self.t.connected and self._give_up_unsent(part):
+            # the port is down and no ARM of it ever left: the bridge never had the part, and the
+            # decision is given up now (never sent later), so "no pulse" is what the gate does
+            self._finish(part, "undelivered")
+            log.error("plc_decision_undelivered", port=self.cfg.port, part_id=part.key,
+                      action=str(d.action), why=f"the port is down ({self.state}): never armed")
         with self._lock:
             result = part.result
         action, how = self._gate_of(part, result, d.action)
@@ -168,6 +174,18 @@ class BridgeLink(PartTable, BridgeSession, Output):
             log.warning("plc_gate_differs", port=self.cfg.port, part_id=part.key,
                         decided=str(d.action), gate=str(action), how=how)
         return replace(inspection, decision=replace(d, action=action, gate=how))
+
+    def _give_up_unsent(self, part: Part) -> bool:
+        """Whether ``part`` was still open and no ARM of it was ever transmitted; if so it is
+        finished as undelivered, so that none ever will be (its queued ARM builds nothing)."""
+        with self._lock:
+            if part.result is not None or part.arm_first_tx is not None or part.arm not in (
+                    "waiting", "queued"):
+                return False
+            part.arm = "refused"  # not at the bridge, and never to be: no ARM, no DECIDE
+            part.result = "undelivered"  # under the lock: the ARM's builder sees it (_arm_message)
+            self._rearm.discard(part)
+            return True
 
     def _gate_of(self, part: Part, result: str | None, decided: Action) -> tuple[Action, str]:
         if result in ("applied_pass", "applied_reject"):

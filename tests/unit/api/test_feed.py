@@ -39,6 +39,18 @@ def test_a_client_whose_loop_never_runs_keeps_only_the_newest_and_the_loss_is_co
     feed.emit(no_read())
 
 
+def test_metrics_count_each_cameras_decisions_apart():
+    metrics = Metrics()
+    for camera, n in (("top", 2), ("bottom", 1)):
+        for _ in range(n):
+            frame = PARTS.trigger(camera).frame(np.zeros((4, 4), np.uint8))
+            metrics.observe(Inspection(frame, POLICY.no_read(frame, Reason.UNREADABLE, "bad", {})))
+    text = metrics.render().decode()
+    for camera, n in (("top", 2), ("bottom", 1)):
+        assert (f'edge_inspector_decisions_total{{camera="{camera}",outcome="NO-READ",'
+                f'reason="unreadable_frame"}} {n}.0') in text
+
+
 def test_metrics_count_decisions_stage_times_and_votes():
     metrics = Metrics()
     metrics.attach(lambda: {"queue_depth": 3, "outputs": [{"name": "mqtt", "state": "connected",
@@ -49,7 +61,8 @@ def test_metrics_count_decisions_stage_times_and_votes():
     verdict = Verdict(True, 0.9, 0.9, "vlm", "m", votes=(Vote(True), Vote(None), Vote(False)))
     metrics.observe(Inspection(frame, POLICY.decide(frame, verdict, {"judge": 300.0}), verdict=verdict))
     text = metrics.render().decode()
-    assert 'edge_inspector_decisions_total{outcome="NO-READ",reason="unreadable_frame"} 1.0' in text
+    assert ('edge_inspector_decisions_total{camera="cam",outcome="NO-READ",reason="unreadable_frame"} 1.0'
+            in text)
     assert 'edge_inspector_stage_seconds_count{stage="total"} 1.0' in text
     assert 'edge_inspector_stage_seconds_bucket{le="0.5",stage="judge"} 1.0' in text
     assert 'edge_inspector_judge_votes_total{answer="invalid"} 1.0' in text
