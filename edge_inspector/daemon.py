@@ -86,7 +86,8 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
                                                 s.watchdog.stuck_after_s, config_path, access_for(cfg))
         if plc is not None:  # the first output; arms each part at its trigger
             station.parts.hooks.append(plc.arm)
-            station.services.add(PlcService(plc, lambda: station.last_progress_mono))
+            station.services.add(PlcService(plc, lambda: station.last_progress_mono,
+                                            lambda: station.recording_fault))
         if mqtt is not None:
             mqtt.publisher.attach(station, station.dispatcher)
             station.services.add(mqtt.publisher)
