@@ -67,7 +67,8 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
         from edge_inspector.outputs.mqtt.link import build_mqtt
 
         mqtt = build_mqtt(cfg, versions)
-    store = Store(cfg.db_path, images, versions, writers=[mqtt.outbox] if mqtt else [])
+    store = Store(cfg.db_path, images, versions, writers=[mqtt.outbox] if mqtt else [],
+                  wal_max_mb=cfg.service.retention.wal_max_mb)
     try:
         plc = build_plc(cfg, getattr(source, "triggers", None))  # None without a PLC link
         owned = [store, mqtt.output] if mqtt else [store]
