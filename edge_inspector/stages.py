@@ -53,6 +53,10 @@ def build_stages(cfg: Config) -> Stages:
     with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
         regions = build_regions(cfg.regions)
         judge = build_judge(cfg.judge, regions.threshold)
+        if cfg.pipeline.test_judge_faults is not None:  # a test facility: tools/soak.py
+            from edge_inspector.judge.faults import FaultInjectingJudge
+
+            judge = FaultInjectingJudge(judge, cfg.pipeline.test_judge_faults)
     logs.adopt_library_loggers()
     try:
         inspector = Inspector(regions, judge, Policy(cfg.policy), cfg.pipeline.judge_grace_ms / 1000)

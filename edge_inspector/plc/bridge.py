@@ -114,6 +114,9 @@ class BridgeLink(PartTable, BridgeSession, Output):
         if recording_fault is not None:
             self.recording_fault = recording_fault
         if self._thread is None:
+            # the bridge's part ids are (base + the station's part seq) mod 2**32: with this line a
+            # wire log (tools/soak.py) is matched to the rows
+            log.info("plc_part_ids", port=self.cfg.port, session=self.session, id_base=self._id_base)
             self._stop.clear()
             self.state = "connecting"
             self._thread = threading.Thread(target=self._run, name="plc-bridge", daemon=True)
