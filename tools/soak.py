@@ -38,8 +38,10 @@ Invariants checked at the end (a last SIGTERM):
   after the row's commit);
 - every row was published on ``.../result`` at least once;
 - ``PRAGMA integrity_check`` is ``ok`` after every kill;
-- bridge side: every ARM the bridge accepted ended in an APPLIED or a FAILSAFE from the bridge (a
-  part whose ARM was lost with a bridge reset counts as ``uncovered`` unless armed again);
+- bridge side: every ARM the bridge accepted ended in an APPLIED or a FAILSAFE from the bridge. A
+  part the bridge lost with a reset is armed again by the host, except one whose DECIDE was on the
+  wire then (it may have acted: never resent, docs/plc.md): no pulse nor fail-safe can be proven
+  for it, its row must say ``gate unconfirmed``, and it is counted as ``uncovered`` (READY was off);
 - every recorded action is what the gate did: the bridge's APPLIED/FAILSAFE action for that part
   (without a bridge: the outcome's, the fail-safe REJECT for a NO-READ); a row whose gate is
   ``not_delivered`` (no pulse: PASS) for a part the station did not pass is "wrongly passed";
@@ -475,12 +477,14 @@ def soak(args: argparse.Namespace, root: Path) -> dict:
     row_ids = set(ids)
     runs_by_tag = {r.tag(): r for r in runs if r.tag()}
 
-    def gate_of(part_id: str, seq: int) -> tuple[str, str] | None:
+    def bridge_id(part_id: str, seq: int) -> int | None:
         run = runs_by_tag.get(part_id.split("-")[1])
         base = run.id_base() if run else None
-        if wire is None or base is None:
-            return None
-        return wire.resolved.get((base + seq) & MASK)
+        return None if base is None else (base + seq) & MASK
+
+    def gate_of(part_id: str, seq: int) -> tuple[str, str] | None:
+        bid = bridge_id(part_id, seq)
+        return None if wire is None or bid is None else wire.resolved.get(bid)
 
     for part, n in Counter(ids).items():
         if n > 1:
@@ -505,6 +509,11 @@ def soak(args: argparse.Namespace, root: Path) -> dict:
                 gate_action = at_gate[1]
             elif gate == "not_delivered":
                 gate_action = "PASS"  # the bridge never had it: no pulse
+            elif gate == "unconfirmed" and bridge_id(part, seq) in wire.reset_lost:
+                # its DECIDE was on the wire when the bridge reset: the MCU lost its table, so no
+                # FAILSAFE can come, and the host cannot resend it (it may have acted). The row says
+                # so (unconfirmed); READY was off meanwhile. Counted as "uncovered", not hidden.
+                gate_action = None
             else:
                 gate_action = None
                 violations.append(f"{part}: no APPLIED or FAILSAFE on the wire (row gate {gate})")
