@@ -20,6 +20,9 @@ armed and decided there, and the proxy reads every frame on the wire, so the bri
 - ``judge_stall`` / ``judge_fail``: the judge sleeps past the deadline / raises, through the test
   facility ``pipeline.test_judge_faults`` (``edge_inspector/judge/faults.py``: a control file the
   soak writes; never set on a station);
+- ``wal_stuck``: the soak holds a read transaction open on the database, so SQLite cannot
+  checkpoint the write-ahead log (its automatic checkpoint fails silently): the store must report
+  it (``store_wal_checkpoint_failing``, the log past ``wal_max_mb``) and clear it once let go;
 - ``disk_full``: the daemon's file size limit (``RLIMIT_FSIZE``, set on the running process with
   prlimit; CPython ignores SIGXFSZ, so writes past it fail with EFBIG, as on a full disk) drops to
   the database's size: the store cannot write, the station says ``not_recording``, every trigger
@@ -88,7 +91,8 @@ PREFIX = "soak"
 STATION = "soak"
 BRIDGE_FAULTS = ("bridge_reset", "line_noise")
 FAULTS = ("sigkill", "broker", "sigterm", "bridge_reset", "line_noise", "judge_stall", "judge_fail",
-          "disk_full")
+          "disk_full", "wal_stuck")
+WAL_MAX_MB = 0.25  # the soak's service.retention.wal_max_mb: a stuck log is past it in a few rows
 HOSTILE = ("h-truncated.jpg", "h-huge.png", "h-zero.png", "h-fifo.png", "h-garbage.bmp")
 MASK = 0xFFFFFFFF
 # NO-READs for every trigger while they hold, whatever the frame (a hostile frame may get one)
@@ -251,7 +255,8 @@ def write_config(path: Path, data: Path, product: Path, frames: Path, port: int,
                     "good_images": str(product / "good")},
         "policy": {"deadline_ms": 2500},
         "pipeline": {"test_judge_faults": str(judge_faults)},
-        "service": {"retention": {"rows_max_age_days": None, "db_max_mb": None, "min_free_mb": 0}},
+        "service": {"retention": {"rows_max_age_days": None, "db_max_mb": None, "min_free_mb": 0,
+                                  "wal_max_mb": WAL_MAX_MB}},
         "mqtt": {"host": "127.0.0.1", "port": port, "topic_prefix": PREFIX, "reconnect_max_s": 1,
                  "stop_flush_s": 1.0},
         "logging": {"level": "info", "format": "json"},
@@ -454,6 +459,24 @@ def soak(args: argparse.Namespace, root: Path) -> dict:
                 violations.append("disk_full: the store did not recover once the limit was lifted")
                 table[fault]["errors"] += 1
             disk_windows.append((t0 - 1.0, time.time()))
+        elif fault == "wal_stuck":  # a reader holds an old snapshot: no checkpoint can pass it
+            failing = len(run.of("store_wal_checkpoint_failing"))
+            reader = sqlite3.connect(str(db), isolation_level=None, timeout=10)
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM inspections").fetchone()
+            goal = decided() + 400
+            if not wait_until(lambda: len(run.of("store_wal_checkpoint_failing")) > failing
+                              or decided() >= goal, 300, 0.05):
+                raise SystemExit(f"no progress with the log stuck: {run.tail()}")
+            if len(run.of("store_wal_checkpoint_failing")) <= failing:
+                violations.append("wal_stuck: a log that could not be checkpointed was not reported")
+                table[fault]["errors"] += 1
+            recovered = len(run.of("store_wal_checkpoint_recovered"))
+            reader.execute("COMMIT")
+            reader.close()
+            if not wait_until(lambda: len(run.of("store_wal_checkpoint_recovered")) > recovered, 120, 0.05):
+                violations.append("wal_stuck: the log's fault did not clear once the reader let go")
+                table[fault]["errors"] += 1
         windows.append((fault, t0 - 0.5, time.time() + 1.0))
     grow(step, "the end")
     table["end"]["tried"] += 1

@@ -29,7 +29,7 @@ def test_a_short_soak_loses_duplicates_and_wrongly_passes_nothing():
     print(r.stderr[-4000:])  # the table, shown when an assertion below fails
     assert got["violations"] == [] and got["parts"] >= 200 and got["published"] == got["parts"]
     table = got["table"]
-    faults = ["sigkill", "broker", "sigterm", "judge_stall", "judge_fail", "disk_full"]
+    faults = ["sigkill", "broker", "sigterm", "judge_stall", "judge_fail", "disk_full", "wal_stuck"]
     faults += ["bridge_reset", "line_noise"] if BRIDGE else []
     assert all(table[f]["tried"] == 2 for f in faults) and table["end"]["tried"] == 1, table
     assert got["runs"] == 5  # a start after each kill and each SIGTERM
