@@ -2,7 +2,7 @@
 
 Enabled only by the explicit config key ``pipeline.test_judge_faults`` (a path; never set on a
 station). The wrapped judge runs as usual while the file is absent or says ``{"mode": "ok"}``; the
-file is re-read when it changes (its mtime), so a soak running the real daemon as a subprocess turns
+file is read at every call, so a soak running the real daemon as a subprocess turns
 faults on and off by writing it:
 
 - ``{"mode": "stall", "stall_s": 3}``: every call sleeps ``stall_s`` before judging (a judge server
@@ -17,7 +17,6 @@ Every part still gets exactly one decision: the pipeline's guard turns each of t
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -37,7 +36,6 @@ class FaultInjectingJudge(Judge):
         self.inner = inner
         self.path = Path(path)
         self.fingerprint = inner.fingerprint
-        self._mtime: int | None = None
         self._mode: dict = {"mode": "ok"}
         log.warning("judge_fault_injection_enabled", path=str(self.path),
                     detail="pipeline.test_judge_faults is a test facility (tools/soak.py): never set it "
@@ -48,19 +46,19 @@ class FaultInjectingJudge(Judge):
         return self.inner.recipe_version
 
     def mode(self) -> dict:
+        """The file's mode, read at every call (a test facility: a few bytes; a changed mtime can
+        hide within the file system's timestamp granularity)."""
         try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except OSError:
-            mtime = None
-        if mtime != self._mtime:
-            self._mtime = mtime
-            try:
-                got = json.loads(self.path.read_text()) if mtime is not None else {"mode": "ok"}
-                self._mode = got if isinstance(got, dict) and got.get("mode") in MODES else {"mode": "ok"}
-            except (OSError, ValueError):
-                self._mode = {"mode": "ok"}
-            log.warning("judge_fault_mode", **self._mode)
-        return self._mode
+            got = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            got = {"mode": "ok"}
+        except (OSError, ValueError):
+            got = {"mode": "ok"}
+        mode = got if isinstance(got, dict) and got.get("mode") in MODES else {"mode": "ok"}
+        if mode != self._mode:
+            self._mode = mode
+            log.warning("judge_fault_mode", **mode)
+        return mode
 
     def judge(self, frame: Frame, regions: Regions, deadline_mono: float) -> Verdict:
         mode = self.mode()
