@@ -202,8 +202,8 @@ def test_the_daemon_records_what_the_gate_did_not_what_it_decided(sim, station_c
 
 def test_a_station_that_cannot_record_raises_the_bridge_fault_and_its_failsafe_is_pulsed(
         sim, station_config, monkeypatch):
-    """Disk full (SQLITE_FULL on the store's connection): the bridge is told (READY off, FAULT on,
-    fault code 3) while parts are still armed and decided: a part triggered then is a NO-READ
+    """A store that cannot write (every write refused on the store's connection): the bridge is
+    told (READY off, FAULT on, fault code 3) while parts are still armed and decided: a part triggered then is a NO-READ
     not_recorded and the bridge pulses its REJECT. When a write succeeds again, READY comes back."""
     import sqlite3
 
@@ -211,7 +211,6 @@ def test_a_station_that_cannot_record_raises_the_bridge_fault_and_its_failsafe_i
     from edge_inspector.capture.demo import DemoSource, DemoSourceConfig
     from edge_inspector.config import load_config
     from tests.integration.plc.test_bridge_sim import BusSource
-    from tests.integration.test_store_full import fill_to_the_last_byte
 
     cfg = load_config(station_config(plc={"kind": "bridge", "port": sim.pty, "boot_wait_ms": 0,
                                           "reject_pulse_ms": 5}, policy={"deadline_ms": 3000}))
@@ -227,13 +226,13 @@ def test_a_station_that_cannot_record_raises_the_bridge_fault_and_its_failsafe_i
         sim.wait("PIN", "READY", "1", start=start, timeout=30)
         sim.part(0.01)
         wait_for(lambda: station.counters.decisions == 1, 60)
-        station.between_parts(lambda: fill_to_the_last_byte(store.db.conn))
-        for n in range(2, 40):  # the free room left in the table's own pages takes a few rows
-            sim.part(0.01)
-            wait_for(lambda n=n: station.counters.decisions == n, 60)
-            if store.fault is not None:
-                break
+        # every write fails from now on (a full disk leaves room for a small row now and then in
+        # its pages, so the episode could end by itself: tests/integration/test_store_full.py)
+        station.between_parts(lambda: store.db.conn.execute("PRAGMA query_only=ON"))
+        sim.part(0.01)  # its row cannot be written: the store's fault
+        wait_for(lambda: station.counters.decisions == 2, 60)
         assert store.fault is not None
+        n = 2
         sim.wait("PIN", "READY", "0", start=start, timeout=10)
         sim.wait("PIN", "FAULT", "1", start=start, timeout=10)
         wait_for(lambda: link.health()["station_fault"] == 3, 10)
@@ -245,7 +244,7 @@ def test_a_station_that_cannot_record_raises_the_bridge_fault_and_its_failsafe_i
         wait_for(lambda: link.part_result(third["part_id"]) == "applied_reject", 10)
         wait_for(lambda: len(pulses(sim, mark)) >= 1, 10)  # the pulse's fall read from the sim
         assert len(pulses(sim, mark)) == 1 and link.counters["station_fault_set"] == 1
-        station.between_parts(lambda: store.db.conn.execute("PRAGMA max_page_count=1073741823"))
+        station.between_parts(lambda: store.db.conn.execute("PRAGMA query_only=OFF"))
         back = sim.mark()
         sim.part(0.01)  # recorded again (a NO-READ not_recorded, the first write that succeeds)
         wait_for(lambda: store.fault is None, 60)
