@@ -49,13 +49,17 @@ class BridgeSession:
                     self._handshake("port opened")
             try:
                 self.t.poll()
+                self._tick(time.monotonic())
             except LinkError as exc:
                 self.t.close()
                 self.t.pause()
                 self.counters["disconnects"] += 1
                 self._set_state("reconnecting", str(exc))
                 continue
-            self._tick(time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - the one thread that talks to the gate must live
+                self.counters["io_errors"] += 1
+                log.exception("plc_io_error", port=self.cfg.port, error=f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.01)
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         if state != self.state or (error and error != self.last_error):
@@ -188,7 +192,7 @@ class BridgeSession:
             if part is None:
                 self.counters["unknown_part_events"] += 1
                 log.warning("plc_event_unknown_part", port=self.cfg.port, bridge_part=msg.part_id,
-                            event=type(msg).__name__)
+                            message=type(msg).__name__)
             elif isinstance(msg, p.Applied):
                 if msg.action is not verdict_of(part.action or Action.PASS):
                     log.error("plc_applied_mismatch", part_id=part.key, sent=str(part.action),
