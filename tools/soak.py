@@ -48,6 +48,7 @@ Invariants checked at the end (a last SIGTERM):
 - every recorded action is what the gate did: the bridge's APPLIED/FAILSAFE action for that part
   (without a bridge: the outcome's, the fail-safe REJECT for a NO-READ); a row whose gate is
   ``not_delivered`` (no pulse: PASS) for a part the station did not pass is "wrongly passed";
+- no daemon printed a traceback (an exception no handler took: a thread that died);
 - a ``disk_full`` window raised the bridge's FAULT (STATION fault 3) and was reported
   (``store_write_failed``).
 
@@ -276,6 +277,7 @@ class Run:
         self.log = log
         self.ended_by = ""
         self.events: list[dict] = []
+        self.tracebacks: list[str] = []  # an exception no handler took (a thread that died)
         self.lock = threading.Lock()
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_inspector", "run", "--config", str(cfg)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO),
@@ -287,6 +289,8 @@ class Run:
         with open(self.log, "wb") as out:
             for line in self.proc.stderr:
                 out.write(line)
+                if line.startswith((b"Traceback", b"Exception in thread")):
+                    self.tracebacks.append(line.decode(errors="replace").strip())
                 if line.startswith(b"{"):
                     try:
                         event = json.loads(line)
@@ -579,6 +583,10 @@ def soak(args: argparse.Namespace, root: Path) -> dict:
             if at_gate is not None and at_gate[1] == "PASS" and station != "PASS":
                 violations.append(f"{e['part_id']}: unrecorded {e['outcome']} passed by the gate")
                 table["disk_full"]["wrongly passed"] += 1
+    for run in runs:
+        for tb in run.tracebacks:
+            violations.append(f"{run.log.name}: an unhandled exception: {tb}")
+            table[run.ended_by or "end"]["errors"] += 1
     for run in runs:  # every trigger of a cleanly stopped run has its row (or is unrecorded)
         if run.ended_by not in ("sigterm", "end"):
             continue
