@@ -63,6 +63,9 @@ class PipelineConfig(ConfigModel):
     queue_size: int = Field(8, ge=1, le=1024, description="Parts waiting for inspection at most.")
     judge_grace_ms: float = Field(50.0, ge=0, description="How long past the deadline the daemon "
                                   "waits for a judge before it gives the part up as a timeout.")
+    test_judge_faults: ConfigPath | None = Field(None, description=(
+        "TEST FACILITY (tools/soak.py), never on a station: a JSON file that makes the judge stall, "
+        "fail or answer NaN on demand (edge_inspector/judge/faults.py). Null: off."))
 
 
 class ModelsConfig(ConfigModel):

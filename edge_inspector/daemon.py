@@ -100,7 +100,8 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
         from edge_inspector.outputs.mqtt.link import build_mqtt
 
         mqtt = build_mqtt(cfg, versions)
-    store = Store(cfg.db_path, images, versions, writers=[mqtt.outbox] if mqtt else [])
+    store = Store(cfg.db_path, images, versions, writers=[mqtt.outbox] if mqtt else [],
+                  wal_max_mb=cfg.service.retention.wal_max_mb)
     try:
         lanes = []  # (unit, link): the PLC links, each the gate of its own parts
         if units is None:
@@ -128,7 +129,7 @@ def _wire(cls: type[Station], cfg: Config, stages, config_path: str | None, over
                                                 s.watchdog.stuck_after_s, config_path, access_for(cfg))
         for unit, plc in lanes:  # the first outputs; each arms its parts at their trigger
             (station.parts if unit is None else unit.parts).hooks.append(plc.arm)
-            service = PlcService(plc, lambda: station.last_progress_mono)
+            service = PlcService(plc, lambda: station.last_progress_mono, lambda: station.recording_fault)
             if unit is not None:
                 service.name = f"plc-{unit.name}"
             station.services.add(service)

@@ -56,13 +56,25 @@ def build_stages(cfg: Config, judge: GuardedJudge | None = None) -> Stages:
     return _stages(cfg, regions, judge)
 
 
-def _stages(cfg: Config, regions, judge: GuardedJudge | None) -> Stages:
+def _judge(cfg: Config, *args):
+    """The judge ``cfg.judge`` names, wrapped in the fault injector when ``pipeline.test_judge_faults``
+    is set (a test facility: tools/soak.py)."""
     from edge_inspector.judge import build_judge
+
+    judge = build_judge(cfg.judge, *args)
+    if cfg.pipeline.test_judge_faults is not None:
+        from edge_inspector.judge.faults import FaultInjectingJudge
+
+        judge = FaultInjectingJudge(judge, cfg.pipeline.test_judge_faults)
+    return judge
+
+
+def _stages(cfg: Config, regions, judge: GuardedJudge | None) -> Stages:
     from edge_inspector.pipeline import Inspector
     from edge_inspector.policy import Policy
 
     with logs.stdout_to_log("build"), logs.native_stdout_to_log("build"):
-        own = build_judge(cfg.judge, regions.threshold) if judge is None else None
+        own = _judge(cfg, regions.threshold) if judge is None else None
     logs.adopt_library_loggers()
     try:
         inspector = Inspector(regions, own if judge is None else judge, Policy(cfg.policy),
@@ -147,7 +159,6 @@ def build_station_stages(cfg: Config) -> StationStages:
     if not cfg.multi_camera:
         (name, one), = cfg.camera_configs().items()
         return StationStages.of(build_stages(one))
-    from edge_inspector.judge import build_judge
     from edge_inspector.pipeline import GuardedJudge
     from edge_inspector.regions import build_regions
 
@@ -158,7 +169,7 @@ def build_station_stages(cfg: Config) -> StationStages:
         thresholds = {name: r.threshold for name, r in regions.items()}
         # each camera's recipe (its product), for a judge that prompts with one
         recipes = {name: c.judge.recipe for name, c in cams.items() if getattr(c.judge, "recipe", None)}
-        judge = GuardedJudge(build_judge(cfg.judge, next(iter(thresholds.values())), thresholds, recipes),
+        judge = GuardedJudge(_judge(cfg, next(iter(thresholds.values())), thresholds, recipes),
                              cfg.pipeline.judge_grace_ms / 1000)
     logs.adopt_library_loggers()
     built: dict[str, Stages] = {}

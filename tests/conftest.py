@@ -26,6 +26,35 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 DESIGN_SEED = 7
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    """Each test leaves structlog's and the root logger's configuration as it found them.
+
+    A station that applies a config (``Station.build``, a reload) calls ``logs.configure`` with the
+    config's level, which is process-wide: a reload test that sets ``logging.level: error`` made
+    every later test's ``capture_logs`` miss warnings (its filtering wrapper drops them before the
+    capturing processor), so tests passed or failed by the order they ran in.
+    """
+    import logging
+
+    import structlog
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    libraries = {n: logging.getLogger(n).level for n in logging.root.manager.loggerDict}
+    yield
+    structlog.configure(**saved)
+    root.setLevel(level)
+    for h in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    for name, lvl in libraries.items():
+        logging.getLogger(name).setLevel(lvl)
+
+
 @pytest.fixture(scope="session")
 def design() -> BoardDesign:
     return BoardDesign(DESIGN_SEED)

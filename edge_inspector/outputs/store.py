@@ -154,6 +154,7 @@ def evidence_of(details: dict[str, Any]) -> dict[str, Any]:
 
 
 UNKNOWN = Versions(station="", model="", config="")
+WAL_CHECK_S = 1.0  # how often the write-ahead log's size is looked at (after a write)
 
 
 class Store(Output):
@@ -163,10 +164,12 @@ class Store(Output):
 
     def __init__(self, path: Path, images: ImageSaver | None = None,
                  versions: Callable[[], Versions] = lambda: UNKNOWN,
-                 writers: Sequence[TableWriter] = ()) -> None:
+                 writers: Sequence[TableWriter] = (), wal_max_mb: float = 64.0) -> None:
         """``versions``: what each row is stamped with (the stages in force, read per part).
         ``writers``: tables written inside the row's transaction (the MQTT outbox): the row and what
-        they write are committed together or not at all."""
+        they write are committed together or not at all. ``wal_max_mb``: past this the write-ahead
+        log is checkpointed by hand and a checkpoint that cannot complete is reported
+        (:attr:`wal_fault`): SQLite's automatic checkpoint fails silently."""
         self.path = Path(path)
         self.images = images
         self.versions = versions
@@ -175,6 +178,10 @@ class Store(Output):
         self.refused = 0
         self.failed = 0  # writes that failed (disk full, I/O)
         self.fault: str | None = None
+        self.wal_max_bytes = int(wal_max_mb * 1024 * 1024)
+        self.wal_fault: str | None = None  # the log cannot be checkpointed (rows still recorded)
+        self.wal_checks_failed = 0
+        self._wal_checked = float("-inf")
         self.db = connect(self.path)
         try:
             ok = self.db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -184,6 +191,8 @@ class Store(Output):
             migrate(self.db, self.path)
             for writer in self.writers:
                 writer.migrate(self.db, self.path)
+            # a log once checkpointed is truncated back to the bound when it is reset
+            self.db.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StartupError(f"{self.path}: not a usable database ({exc})") from None
@@ -208,6 +217,42 @@ class Store(Output):
         if self.fault is not None:
             log.warning("store_recovered", path=str(self.path), failed=self.failed)
             self.fault = None
+        self.check_wal()
+
+    def check_wal(self, now: float | None = None) -> str | None:
+        """At most every :data:`WAL_CHECK_S`: when the write-ahead log is past its bound, a passive
+        checkpoint (it never waits for a lock) must copy every frame back; one that fails, or
+        leaves frames behind, is the store's :attr:`wal_fault` until the log is back in bounds or
+        checkpoints fully. Returns the fault."""
+        now = time.monotonic() if now is None else now
+        if now - self._wal_checked < WAL_CHECK_S:
+            return self.wal_fault
+        self._wal_checked = now
+        try:
+            size = self.path.with_name(self.path.name + "-wal").stat().st_size
+        except OSError:
+            size = 0
+        problem = None
+        if size > self.wal_max_bytes:
+            try:
+                busy, frames, done = self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if busy or frames < 0 or done < frames:
+                    problem = (f"the write-ahead log is {size / 2**20:.1f} MB (bound "
+                               f"{self.wal_max_bytes / 2**20:g} MB) and a checkpoint copied {max(done, 0)} "
+                               f"of {frames} frames: a reader holds an old snapshot or the main file "
+                               "cannot be written")
+            except sqlite3.DatabaseError as exc:
+                problem = f"the write-ahead log cannot be checkpointed: {type(exc).__name__}: {exc}"
+        if problem and self.wal_fault is None:
+            log.error("store_wal_checkpoint_failing", path=str(self.path), wal_bytes=size, detail=problem,
+                      hint="close whatever holds a read transaction open on the database; free disk "
+                      "space; rows go on being recorded in the log")
+        elif problem is None and self.wal_fault is not None:
+            log.warning("store_wal_checkpoint_recovered", path=str(self.path), wal_bytes=size)
+        if problem:
+            self.wal_checks_failed += 1
+        self.wal_fault = problem
+        return problem
 
     def _write(self, inspection: Inspection) -> None:
         conn = self.db.conn
@@ -240,9 +285,10 @@ class Store(Output):
                             "the first one is kept")
 
     def health(self) -> dict[str, Any]:
-        return {"name": self.name, "state": "failing" if self.fault else "ok", "fault": self.fault,
-                "rows_written": self.rows, "refused": self.refused, "failed": self.failed,
-                "path": str(self.path)}
+        state = "failing" if self.fault else "wal_not_checkpointed" if self.wal_fault else "ok"
+        return {"name": self.name, "state": state, "fault": self.fault, "wal_fault": self.wal_fault,
+                "wal_checks_failed": self.wal_checks_failed, "rows_written": self.rows,
+                "refused": self.refused, "failed": self.failed, "path": str(self.path)}
 
     def close(self) -> None:
         """Once the worker and the services are stopped (the daemon's shutdown order)."""

@@ -42,13 +42,18 @@ class PlcService(Service):
 
     name = "plc"
 
-    def __init__(self, link: Any, progress: Callable[[], float]) -> None:
+    def __init__(self, link: Any, progress: Callable[[], float],
+                 recording_fault: Callable[[], str | None] | None = None) -> None:
         super().__init__()
         self.link = link
         self.progress = progress
+        self.recording_fault = recording_fault
 
     def setup(self) -> None:
-        self.link.start(progress=self.progress)
+        if self.recording_fault is not None and hasattr(self.link, "recording_fault"):
+            self.link.start(progress=self.progress, recording_fault=self.recording_fault)
+        else:  # Modbus: ERROR_CODE has no code for it yet
+            self.link.start(progress=self.progress)
 
     def teardown(self) -> None:
         self.link.close()

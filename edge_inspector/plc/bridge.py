@@ -22,6 +22,9 @@ Rules that keep actuation right:
   new ARM with the time left, only while that cannot arm a part the bridge already finished
   (``_rearm_refusal``): no DECIDE went out for it, no heartbeat loss at the bridge may have
   fail-safed it unseen, and it lands before the fail-safe of any earlier copy could fire;
+- a station that cannot record (a failed store write) tells the bridge (STATION code 3: READY
+  off, FAULT on, fault code 3) while parts are still armed and decided (their NO-READ fail-safe is
+  pulsed); code 0 when it records again, and again after every CONFIG (which clears it);
 - no heartbeat while the inspection loop is stuck: with a part waiting and no progress for
   ``stall_timeout``, the link goes quiet (no frame at all) and the bridge raises FAULT;
 - a lost port is reopened with back-off, and every (re)connection, bridge restart or FAULT is
@@ -72,6 +75,9 @@ class BridgeLink(PartTable, BridgeSession, Output):
         self.t = Transport(cfg.port, cfg.baud, ack_timeout_s=cfg.ack_timeout_ms / 1000,
                            max_tx=cfg.max_transmissions, on_event=self._on_event)
         self.progress: Callable[[], float] | None = None  # the inspection loop's last progress
+        self.recording_fault: Callable[[], str | None] | None = None  # why the station cannot record
+        self._station_sent = 0  # the station fault code the bridge has ACKed since the last CONFIG
+        self._station_inflight = False
         self.state = "stopped"
         self.counters: Counter[str] = Counter()
         self.bridge: dict[str, Any] = {}
@@ -98,11 +104,19 @@ class BridgeLink(PartTable, BridgeSession, Output):
         self._hb_lost_at = float("-inf")  # the bridge last reported a heartbeat loss
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, progress: Callable[[], float] | None = None) -> None:
-        """Start the I/O thread (it opens the port and keeps it open). Never blocks."""
+    def start(self, progress: Callable[[], float] | None = None,
+              recording_fault: Callable[[], str | None] | None = None) -> None:
+        """Start the I/O thread (it opens the port and keeps it open). Never blocks.
+        ``recording_fault``: why the station cannot record now (None: it can); while it says so,
+        the bridge is told (STATION FAULT: READY off, FAULT on) and goes on applying decisions."""
         if progress is not None:
             self.progress = progress
+        if recording_fault is not None:
+            self.recording_fault = recording_fault
         if self._thread is None:
+            # the bridge's part ids are (base + the station's part seq) mod 2**32: with this line a
+            # wire log (tools/soak.py) is matched to the rows
+            log.info("plc_part_ids", port=self.cfg.port, session=self.session, id_base=self._id_base)
             self._stop.clear()
             self.state = "connecting"
             self._thread = threading.Thread(target=self._run, name="plc-bridge", daemon=True)
@@ -208,7 +222,7 @@ class BridgeLink(PartTable, BridgeSession, Output):
             pending = sum(1 for x in self._parts.values() if x.result is None)
             table, waiting = len(self._table), len(self._waiting)
         return {"name": self.name, "kind": "bridge", "port": self.cfg.port, "state": self.state,
-                "quiet": self.t.quiet, "last_error": self.last_error, "parts_open": pending,
+                "quiet": self.t.quiet, "station_fault": self._station_sent, "last_error": self.last_error, "parts_open": pending,
                 "bridge_table": table, "arms_waiting": waiting,
                 "decide_to_applied_ms": self.decide_to_applied_ms, "bridge": dict(self.bridge),
                 **self.counters, **{f"link_{k}": v for k, v in self.t.stats.items()},

@@ -22,6 +22,7 @@ class MsgType(IntEnum):
     DECIDE = 0x04
     HEARTBEAT = 0x05
     STATUS_REQUEST = 0x06
+    STATION = 0x07
     TRIGGER = 0x41
     APPLIED = 0x42
     FAILSAFE = 0x43
@@ -45,6 +46,7 @@ class FailsafeReason(IntEnum):
 class FaultCode(IntEnum):
     NOT_CONFIGURED = 1
     HEARTBEAT_LOST = 2
+    STATION = 3  # the host said it cannot do its job (it cannot record): READY off, FAULT on
 
 
 class NakReason(IntEnum):
@@ -175,6 +177,16 @@ class StatusRequest(Message):
     TYPE = MsgType.STATUS_REQUEST
 
 
+@dataclass(frozen=True)
+class Station(Message):
+    """The station's own fault: ``code`` 3 (:attr:`FaultCode.STATION`, the station cannot record)
+    turns READY off and FAULT on while the bridge goes on arming and deciding parts; 0 clears it."""
+
+    TYPE = MsgType.STATION
+    FORMAT = "<B"
+    code: int = 0
+
+
 # bridge -> host (times are the MCU's: ms since boot, plus microseconds within the ms)
 @dataclass(frozen=True)
 class Trigger(Message):
@@ -261,7 +273,7 @@ class Nak(Message):
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Config, Arm, Decide, Heartbeat, StatusRequest, Trigger, Applied, Failsafe,
+    for cls in (Hello, Config, Arm, Decide, Heartbeat, StatusRequest, Station, Trigger, Applied, Failsafe,
                 Fault, Status, Info, Ack, Nak)
 }
 

@@ -64,6 +64,7 @@ from edge_inspector.plc.messages import (
     Status,
     StatusFlag,
     StatusRequest,
+    Station,
     Trigger,
     Verdict,
 )
@@ -75,7 +76,7 @@ __all__ = [
     "MAX_RAW", "MESSAGE_TYPES", "MIN_RAW", "PROTOCOL_VERSION",
     "Ack", "Applied", "Arm", "Config", "Decide", "Failsafe", "FailsafeReason", "Fault", "FaultCode", "Frame",
     "FrameError", "Heartbeat", "Hello", "Info", "Message", "MessageError", "MsgType", "Nak", "NakReason",
-    "ProtocolError", "SeqHistory", "Status", "StatusFlag", "StatusRequest", "StreamDecoder", "Trigger",
+    "ProtocolError", "SeqHistory", "Station", "Status", "StatusFlag", "StatusRequest", "StreamDecoder", "Trigger",
     "Verdict",
     "cobs_decode", "cobs_encode", "crc16_ccitt_false", "decode_frame", "decode_raw", "encode_frame",
     "encode_raw", "seq_next",

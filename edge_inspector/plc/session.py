@@ -49,13 +49,17 @@ class BridgeSession:
                     self._handshake("port opened")
             try:
                 self.t.poll()
+                self._tick(time.monotonic())
             except LinkError as exc:
                 self.t.close()
                 self.t.pause()
                 self.counters["disconnects"] += 1
                 self._set_state("reconnecting", str(exc))
                 continue
-            self._tick(time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - the one thread that talks to the gate must live
+                self.counters["io_errors"] += 1
+                log.exception("plc_io_error", port=self.cfg.port, error=f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.01)
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         if state != self.state or (error and error != self.last_error):
@@ -103,6 +107,7 @@ class BridgeSession:
             self._handshake("no boot message from the bridge")
         if self.state != "ready":
             return
+        self._show_station_fault()
         self._retry_rearms(now)
         if self._waiting:
             self._pump_arms()  # an entry of the bridge's table may have freed by its deadline
@@ -111,6 +116,31 @@ class BridgeSession:
         if now - self._last_status >= self.cfg.status_interval_s:
             self._last_status = now
             self.t.send(Outgoing(build=p.StatusRequest, control=True))
+
+    def _show_station_fault(self) -> None:
+        """Tell the bridge whether the station can record (STATION 3 / 0), when that changed."""
+        fault = self.recording_fault() if self.recording_fault else None
+        want = p.FaultCode.STATION if fault else 0
+        if want == self._station_sent or self._station_inflight:
+            return
+        gen = self._hs_gen
+
+        def on_answer(answer: Answer) -> None:
+            self._station_inflight = False
+            if gen != self._hs_gen or answer in (LOST, DROPPED):
+                return  # a new CONFIG cleared it, or no answer: the next tick sends it again
+            self._station_sent = want
+            if answer is None:
+                self.counters["station_fault_set" if want else "station_fault_cleared"] += 1
+                (log.error if want else log.info)("plc_station_fault", port=self.cfg.port, code=int(want),
+                                                  why=fault or "the station records again")
+            else:  # firmware older than the STATION message: it keeps READY on
+                self.counters["station_fault_refused"] += 1
+                log.error("plc_station_fault_refused", port=self.cfg.port, answer=str(answer),
+                          hint="update the bridge firmware: it cannot show that the station does not record")
+
+        self._station_inflight = True
+        self.t.send(Outgoing(build=lambda: p.Station(int(want)), on_answer=on_answer, control=True))
 
     def _handshake(self, why: str) -> None:
         """HELLO then CONFIG; the link is ready (queued frames leave) once CONFIG is ACKed."""
@@ -136,6 +166,7 @@ class BridgeSession:
             if answer is not None:
                 return failed(answer, "CONFIG")
             self._last_status = 0.0
+            self._station_sent = 0  # CONFIG turned FAULT off: a station fault is shown again
             self._set_state("ready")
             self._was_ready = True
             self.t.resume()
@@ -161,7 +192,7 @@ class BridgeSession:
             if part is None:
                 self.counters["unknown_part_events"] += 1
                 log.warning("plc_event_unknown_part", port=self.cfg.port, bridge_part=msg.part_id,
-                            event=type(msg).__name__)
+                            message=type(msg).__name__)
             elif isinstance(msg, p.Applied):
                 if msg.action is not verdict_of(part.action or Action.PASS):
                     log.error("plc_applied_mismatch", part_id=part.key, sent=str(part.action),

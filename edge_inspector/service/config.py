@@ -42,6 +42,12 @@ class RetentionConfig(ConfigModel):
     db_max_mb: float | None = Field(4096.0, gt=0, description=(
         "The oldest rows are deleted while the rows take more than this in the database. None: no "
         "size limit."))
+    wal_max_mb: float = Field(64.0, gt=0, description=(
+        "The database's write-ahead log (inspections.db-wal) may grow past this only while SQLite "
+        "cannot checkpoint it (a reader holding an old snapshot, a failing write to the main file): "
+        "beyond it the store checks its checkpoint (PRAGMA wal_checkpoint) and reports a checkpoint "
+        "that cannot complete as a fault (log store_wal_checkpoint_failing, the store's health, "
+        "doctor). Rows go on being recorded in the log meanwhile."))
     prune_every_s: float = Field(3600.0, gt=0, description="How often rows and images are pruned.")
     batch_rows: int = Field(500, ge=1, le=100_000, description=(
         "Rows deleted per transaction, between two parts, so that pruning never delays a decision "

@@ -58,6 +58,11 @@ def check_daemon(cfg, live: dict | None, why: str) -> Result:
         return Result("daemon", FAIL, f"{detail}: {live.get('detail')}",
                       "the inspection loop is stuck; systemd's watchdog restarts it, or "
                       "`systemctl restart edge-inspector`; then check the GPU row")
+    wal = next((o["wal_fault"] for o in live.get("links") or [] if o.get("wal_fault")), None)
+    if wal:
+        return Result("daemon", FAIL, f"{detail}: {wal}",
+                      "close whatever holds a read transaction open on the database (a sqlite3 shell, "
+                      "a backup tool), free disk space; the log grows until it checkpoints again")
     if live.get("paused"):
         return Result("daemon", WARN, f"{detail}; PAUSED (every trigger is a NO-READ)",
                       "`edge-inspector ctl resume` when the work on the station is done")

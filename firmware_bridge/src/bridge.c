@@ -83,7 +83,9 @@ static void send_status(mcu_time_t now)
     uint8_t p[LEN_STATUS];
     uint8_t flags = 0;
     if (B.configured)
-        flags |= STATUS_CONFIGURED | STATUS_READY;
+        flags |= STATUS_CONFIGURED;
+    if (B.configured && !B.fault_code)
+        flags |= STATUS_READY;
     if (B.fault_code)
         flags |= STATUS_FAULT;
     if (hal_reject_active())
@@ -207,6 +209,17 @@ static uint8_t apply(const proto_frame_t *f, mcu_time_t now)
 
     case MSG_STATUS_REQ:
         send_status(now);
+        return 0;
+
+    case MSG_STATION:
+        /* the host's own fault (it cannot record): READY off, FAULT on, parts still decided */
+        if (!B.configured)
+            return NAK_NOT_CONFIGURED;
+        if (p[0] != 0 && p[0] != FAULT_STATION)
+            return NAK_BAD_VALUE;
+        B.fault_code = p[0];
+        hal_set_fault(p[0] != 0);
+        hal_set_ready(p[0] == 0);
         return 0;
 
     default:

@@ -11,7 +11,7 @@
 #include "proto.h"
 
 #define FW_VERSION_MAJOR 0
-#define FW_VERSION_MINOR 1
+#define FW_VERSION_MINOR 2
 #define FW_VERSION_PATCH 0
 
 /* CONFIG limits */

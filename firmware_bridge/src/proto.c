@@ -12,6 +12,7 @@ int proto_expected_len(uint8_t type)
     case MSG_DECIDE: return LEN_DECIDE;
     case MSG_HEARTBEAT: return LEN_HEARTBEAT;
     case MSG_STATUS_REQ: return LEN_STATUS_REQ;
+    case MSG_STATION: return LEN_STATION;
     case MSG_TRIGGER: return LEN_TRIGGER;
     case MSG_APPLIED: return LEN_APPLIED;
     case MSG_FAILSAFE: return LEN_FAILSAFE;

@@ -32,6 +32,7 @@ enum proto_type {
     MSG_DECIDE = 0x04,
     MSG_HEARTBEAT = 0x05,
     MSG_STATUS_REQ = 0x06,
+    MSG_STATION = 0x07,
 
     MSG_TRIGGER = 0x41,
     MSG_APPLIED = 0x42,
@@ -52,6 +53,7 @@ enum proto_len {
     LEN_DECIDE = 5,
     LEN_HEARTBEAT = 0,
     LEN_STATUS_REQ = 0,
+    LEN_STATION = 1,
     LEN_TRIGGER = 10,
     LEN_APPLIED = 11,
     LEN_FAILSAFE = 12,
@@ -77,7 +79,9 @@ enum proto_nak_reason {
 
 enum proto_verdict { VERDICT_PASS = 0, VERDICT_REJECT = 1 };
 enum proto_failsafe_reason { FS_DEADLINE = 1, FS_HEARTBEAT = 2 };
-enum proto_fault_code { FAULT_NOT_CONFIGURED = 1, FAULT_HEARTBEAT_LOST = 2 };
+/* FAULT_STATION: the host said it cannot do its job (it cannot record): READY off, FAULT on, but
+ * the bridge stays configured and goes on applying the host's decisions and its own fail-safe. */
+enum proto_fault_code { FAULT_NOT_CONFIGURED = 1, FAULT_HEARTBEAT_LOST = 2, FAULT_STATION = 3 };
 
 /* STATUS flags */
 #define STATUS_CONFIGURED 0x01u

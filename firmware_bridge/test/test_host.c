@@ -517,6 +517,30 @@ static void test_bridge(void)
     proto_frame_t again[8];
     CHECK(take_frames(again, 8) == 1 && again[0].seq == fs[0].seq && again[0].crc == fs[0].crc);
 
+    /* the station cannot record (STATION code 3): READY off, FAULT on, STATUS says so, but parts
+     * are still armed and decided (the station's fail-safe REJECTs are pulsed); code 0 clears it */
+    uint8_t code = FAULT_STATION;
+    host_send(MSG_STATION, &code, 1);
+    CHECK(answer_of(LAST_SEQ, fs, &n) == 0 && out_ready == 0 && out_fault == 1);
+    host_send(MSG_STATUS_REQ, NULL, 0);
+    CHECK(answer_of(LAST_SEQ, fs, &n) == 0);
+    st = find(fs, n, MSG_STATUS);
+    CHECK(st && (st->payload[0] & STATUS_FAULT) && !(st->payload[0] & STATUS_READY) &&
+          (st->payload[0] & STATUS_CONFIGURED) && st->payload[1] == FAULT_STATION);
+    ack_all(fs, n);
+    unsigned pulses_fault = reject_pulses;
+    send_arm(400, 300);
+    CHECK(answer_of(LAST_SEQ, fs, &n) == 0);
+    send_decide(400, VERDICT_REJECT);
+    CHECK(answer_of(LAST_SEQ, fs, &n) == 0 && reject_pulses == pulses_fault + 1);
+    ack_all(fs, n);
+    code = 7;
+    host_send(MSG_STATION, &code, 1);
+    CHECK(answer_of(LAST_SEQ, fs, &n) == NAK_BAD_VALUE && out_fault == 1);
+    code = 0;
+    host_send(MSG_STATION, &code, 1);
+    CHECK(answer_of(LAST_SEQ, fs, &n) == 0 && out_ready == 1 && out_fault == 0);
+
     /* a new host session: history cleared, so a reused seq is a new frame */
     send_hello(0xBEEFu);
     CHECK(answer_of(LAST_SEQ, fs, &n) == 0 && find(fs, n, MSG_INFO));

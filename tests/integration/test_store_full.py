@@ -14,6 +14,20 @@ from edge_inspector.service.notify import assess
 from tests.helpers import wait_until
 
 
+def fill_to_the_last_byte(conn: sqlite3.Connection) -> None:
+    """A real SQLITE_FULL from now on: ``max_page_count`` at the file's size, its free room filled
+    (run on the store's own connection, between two parts)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")
+    for size in (4000, 500, 50, 1):  # the free room left in the pages, down to the last byte
+        try:
+            while True:
+                conn.execute("INSERT INTO filler VALUES (randomblob(?))", (size,))
+        except sqlite3.OperationalError:
+            pass
+
+
 def _store(station):
     return next(o for o in station.outputs.outputs if o.name == "store")
 
@@ -28,19 +42,7 @@ def test_a_full_store_is_a_station_fault_with_the_failsafe_and_it_recovers(stati
         assert wait_until(lambda: station.counters.decisions >= 3, 120)
         assert assess(station, 60).ok
 
-        def fill() -> None:  # the worker's connection, between two parts
-            conn = store.db.conn
-            conn.execute("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            conn.execute(f"PRAGMA max_page_count={pages}")
-            for size in (4000, 500, 50, 1):  # the free room left in the pages, down to the last byte
-                try:
-                    while True:
-                        conn.execute("INSERT INTO filler VALUES (randomblob(?))", (size,))
-                except sqlite3.OperationalError:
-                    pass
-
-        station.between_parts(fill)
+        station.between_parts(lambda: fill_to_the_last_byte(store.db.conn))
         assert wait_until(lambda: station.outputs.failures["store"] >= 1, 120)
         health = assess(station, 60)
         assert (health.ok, health.state) == (False, "not_recording")  # no watchdog ping, STATUS says so

@@ -198,3 +198,64 @@ def test_the_daemon_records_what_the_gate_did_not_what_it_decided(sim, station_c
     assert rows == [(1, "PASS", "ok", "PASS", "applied"),
                     (2, "NO-READ", "timeout", "REJECT", "failsafe_deadline")], rows
     assert len(pulses(sim, start)) == 1  # the bridge's fail-safe for part 2, nothing else
+
+
+def test_a_station_that_cannot_record_raises_the_bridge_fault_and_its_failsafe_is_pulsed(
+        sim, station_config, monkeypatch):
+    """A store that cannot write (every write refused on the store's connection): the bridge is
+    told (READY off, FAULT on, fault code 3) while parts are still armed and decided: a part triggered then is a NO-READ
+    not_recorded and the bridge pulses its REJECT. When a write succeeds again, READY comes back."""
+    import sqlite3
+
+    from edge_inspector import daemon
+    from edge_inspector.capture.demo import DemoSource, DemoSourceConfig
+    from edge_inspector.config import load_config
+    from tests.integration.plc.test_bridge_sim import BusSource
+
+    cfg = load_config(station_config(plc={"kind": "bridge", "port": sim.pty, "boot_wait_ms": 0,
+                                          "reject_pulse_ms": 5}, policy={"deadline_ms": 3000}))
+    boards = DemoSource(DemoSourceConfig(design_seed=7, seed=5000, defect_rate=0.0))
+    monkeypatch.setattr(daemon, "build_source", lambda c, triggers=None: BusSource(triggers, boards))
+    station = daemon.Station.build(cfg)
+    link = station.outputs.outputs[0]
+    store = next(o for o in station.outputs.outputs if o.name == "store")
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
+    start = sim.mark()
+    runner.start()
+    try:
+        sim.wait("PIN", "READY", "1", start=start, timeout=30)
+        sim.part(0.01)
+        wait_for(lambda: station.counters.decisions == 1, 60)
+        # every write fails from now on (a full disk leaves room for a small row now and then in
+        # its pages, so the episode could end by itself: tests/integration/test_store_full.py)
+        station.between_parts(lambda: store.db.conn.execute("PRAGMA query_only=ON"))
+        sim.part(0.01)  # its row cannot be written: the store's fault
+        wait_for(lambda: station.counters.decisions == 2, 60)
+        assert store.fault is not None
+        n = 2
+        sim.wait("PIN", "READY", "0", start=start, timeout=10)
+        sim.wait("PIN", "FAULT", "1", start=start, timeout=10)
+        wait_for(lambda: link.health()["station_fault"] == 3, 10)
+        mark = sim.mark()
+        sim.part(0.01)  # while the station cannot record: NO-READ, fail-safe REJECT, pulsed
+        wait_for(lambda: station.counters.decisions == n + 1, 60)
+        third = list(station.last)[-1]
+        assert third["reason"] == "not_recorded", third
+        wait_for(lambda: link.part_result(third["part_id"]) == "applied_reject", 10)
+        wait_for(lambda: len(pulses(sim, mark)) >= 1, 10)  # the pulse's fall read from the sim
+        assert len(pulses(sim, mark)) == 1 and link.counters["station_fault_set"] == 1
+        station.between_parts(lambda: store.db.conn.execute("PRAGMA query_only=OFF"))
+        back = sim.mark()
+        sim.part(0.01)  # recorded again (a NO-READ not_recorded, the first write that succeeds)
+        wait_for(lambda: store.fault is None, 60)
+        sim.wait("PIN", "READY", "1", start=back, timeout=10)
+        sim.wait("PIN", "FAULT", "0", start=back, timeout=10)
+        wait_for(lambda: link.counters["station_fault_cleared"] == 1, 10)
+    finally:
+        station.request_stop("test")
+        runner.join(30)
+    assert not runner.is_alive()
+    db = sqlite3.connect(cfg.db_path)
+    gates = db.execute("SELECT reason, action, gate FROM inspections ORDER BY seq").fetchall()
+    db.close()
+    assert gates[0][2] == "applied" and ("not_recorded", "REJECT", "applied") in gates, gates

@@ -336,3 +336,21 @@ def test_port_that_cannot_be_opened_is_named(tmp_path):
         assert link.state == "reconnecting" and str(tmp_path / "ttyACM9") in link.last_error
     finally:
         link.close()
+
+
+def test_an_event_for_a_part_of_a_previous_run_is_logged_and_the_link_lives_on(peer, make_link):
+    """After a SIGKILL and restart the bridge still sends the FAILSAFE events of the killed run's
+    parts: unknown to the new host. Logging one raised TypeError (a keyword named ``event``) and
+    killed the I/O thread: no part was armed or decided after it (found by tools/soak.py)."""
+    link, bus = make_link()
+    handshake(peer, link)
+    peer.event(p.Failsafe(0x12345678, p.FailsafeReason.HEARTBEAT, p.Verdict.REJECT, 10, 0))
+    assert peer.expect(p.Ack).seq == 200
+    wait_for(lambda: link.counters["unknown_part_events"] == 1)
+    trig = PartFactory(2.0).trigger("cam")
+    link.arm(trig)  # the link still works
+    peer.ack(peer.expect(p.Arm))
+    link.emit(inspection(trig, Action.REJECT))
+    decide = peer.expect(p.Decide)
+    assert decide.message.verdict is p.Verdict.REJECT
+    assert link._thread is not None and link._thread.is_alive() and link.counters["io_errors"] == 0

@@ -120,6 +120,6 @@ def test_the_history_remembers_the_last_frames_with_their_answers(keys):
 
 def test_struct_layouts_match_the_protocol_lengths():
     lengths = {"HELLO": 8, "CONFIG": 6, "ARM": 6, "DECIDE": 5, "TRIGGER": 10, "APPLIED": 11,
-               "FAILSAFE": 12, "FAULT": 6, "STATUS": 24, "INFO": 10, "NAK": 1}
+               "FAILSAFE": 12, "FAULT": 6, "STATUS": 24, "INFO": 10, "NAK": 1, "STATION": 1}
     for cls in MESSAGE_TYPES.values():
         assert struct.calcsize(cls.FORMAT) == lengths.get(cls.TYPE.name, 0), cls
