@@ -54,7 +54,8 @@ def test_known_good_scans_do_not_hide_that_a_frame_is_a_second_scan():
         design = BoardDesign(ds)
         template = rescan(make_board(design, 0, jitter=None).image, np.random.default_rng(ds), NOISE)
         rng = np.random.default_rng([ds, 1, 5])
-        good = recapture(rescan(make_board(design, 0, jitter=None).image, rng, NOISE), rng, REFERENCE, "gray")[0]
+        scan = rescan(make_board(design, 0, jitter=None).image, rng, NOISE)
+        good = recapture(scan, rng, REFERENCE, "gray")[0]
         model = VariationModel(VariationConfig(), [template, good])
         for s in range(1, 9):
             img, _ = _scan(design, s, [])
