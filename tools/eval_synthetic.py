@@ -32,7 +32,7 @@ from edge_inspector.errors import RegistrationFailed
 from edge_inspector.regions.boxes import box_iou
 from edge_inspector.regions.variation import VariationConfig, VariationModel
 from edge_inspector.synth.pcb import Board, BoardDesign, Defect, make_board
-from edge_inspector.synth.recapture import Recapture, move_box, point_error, recapture, rescan
+from edge_inspector.synth.recapture import REFERENCE, Recapture, move_box, point_error, recapture, rescan
 
 
 def match_one_to_one(truth: list, found: list, threshold: float = 0.33) -> int:
@@ -64,7 +64,7 @@ def _settings(overrides: list[str]) -> dict:
 
 
 def evaluate(cfg: VariationConfig, designs: range, boards: int, kind: str, rotation: float,
-             cap: Recapture = Recapture(), rescan_noise: float = 0.0) -> dict:
+             cap: Recapture = Recapture(), rescan_noise: float = 0.0, good_scans: int = 0) -> dict:
     c = defaultdict(int)
     ms, reg_med, reg_corner, good_scores = [], [], [], []
     cap = cap.at_rotation(rotation)
@@ -73,7 +73,12 @@ def evaluate(cfg: VariationConfig, designs: range, boards: int, kind: str, rotat
         template = make_board(design, 0, jitter=None, kind=kind).image
         if rescan_noise:
             template = rescan(make_board(design, 0, jitter=None).image, np.random.default_rng(ds), rescan_noise)
-        model = VariationModel(cfg, [template])
+        images = [template]
+        for k in range(1, good_scans + 1):  # further known-good scans, each of its own, placed with care
+            rng = np.random.default_rng([ds, k, 5])
+            images.append(recapture(rescan(make_board(design, 0, jitter=None).image, rng, rescan_noise),
+                                    rng, REFERENCE, "gray")[0])
+        model = VariationModel(cfg, images)
         for s in range(1, boards + 1):
             n_defects = 0 if s % 2 else 1 + s % 3
             if rescan_noise:  # each board scanned on its own, then re-captured
@@ -168,6 +173,9 @@ def main() -> None:
     ap.add_argument("--rescan", type=float, default=0.0, metavar="NOISE",
                     help="scan the template and every board on its own first (binarised, with this "
                     "edge noise, e.g. 0.08): two scans of one board differ along every edge")
+    ap.add_argument("--good-scans", type=int, default=0, metavar="N",
+                    help="with --rescan: fit each design's model from the template and N further "
+                    "known-good scans of it (regions.good_images), each scanned on its own")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
     ap.add_argument("--record", type=Path, help="write the boards as a labelled recording for "
                     "tools/evaluate.py into this folder instead of evaluating")
@@ -180,14 +188,17 @@ def main() -> None:
     cfg = VariationConfig(**_settings(args.overrides))
     designs = range(args.first_design, args.first_design + args.designs)
     rows = []
+    fit = (f"from the template and {args.good_scans} known-good scans" if args.good_scans
+           else "one-shot from the template")
     print(f"designs {designs.start}..{designs.stop - 1}, {args.boards} boards each (half defective), "
-          f"one-shot from the template; IoU > 0.33 one to one")
+          f"{fit}; IoU > 0.33 one to one")
     head = (f"{'kind':7}{'rot':>5}{'good':>6}{'bad':>5}{'passed':>8}{'overkill':>10}{'regfail':>9}"
             f"{'P':>7}{'R':>7}{'F':>7}{'reg med':>9}{'corner':>8}{'ms':>7}{'cascade':>9}")
     print(head)
     for kind in args.kinds.split(","):
         for rot in (float(x) for x in args.rotations.split(",")):
-            r = evaluate(cfg, designs, args.boards, kind, rot, rescan_noise=args.rescan)
+            r = evaluate(cfg, designs, args.boards, kind, rot, rescan_noise=args.rescan,
+                         good_scans=args.good_scans)
             rows.append(r)
             print(f"{kind:7}{rot:>5g}{r['good']:>6}{r['defective']:>5}{r['defective_passed']:>8}"
                   f"{r['overkill']:>10}{r['registration_failed']:>9}{r['precision']:>7.3f}"

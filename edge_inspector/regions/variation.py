@@ -177,6 +177,10 @@ class VariationModel:
         if cfg.noisy_extra_px > 0:
             budgets.append(cfg.misregistration_px + cfg.noisy_extra_px)
         self.envelopes = [(r, *self._envelope(stack, r)) for r in budgets]
+        # whether a frame's edges jag is a property of the frame against one scan of the product, not
+        # of how many known-good scans widened the envelope: judged against the reference's own
+        self._noise_envelope = (self.envelopes[0][1:] if len(stack) == 1
+                                else self._envelope([self.reference], cfg.misregistration_px))
         lower, upper = self.envelopes[0][1:]
         # where edges are, and the 2 px beyond the envelope where an edge that jags more would show
         edges = ((upper - lower) > 0.5 * self.contrast).astype(np.uint8)
@@ -245,7 +249,8 @@ class VariationModel:
             # a second scan whose edges jag more than the budget (another scanner threshold, etching)
             # lifts the edges' excess as a whole, where a defect is a few pixels of it: in such a
             # frame slivers are dropped (and, with noisy_extra_px, the wider envelope judges it)
-            noise = float(np.percentile(a[zone], 99.9))
+            own = a if self.samples == 1 else self._excess(x, *self._noise_envelope)
+            noise = float(np.percentile(own[zone], 99.9))
             if len(self.envelopes) > 1 and noise > self.cfg.wide_noise:
                 budget, lower, upper = self.envelopes[1]
                 a = self._excess(x, lower, upper)

@@ -8,7 +8,7 @@ import numpy as np
 from edge_inspector.regions.boxes import box_iou
 from edge_inspector.regions.variation import VariationConfig, VariationModel
 from edge_inspector.synth.pcb import BoardDesign, make_board
-from edge_inspector.synth.recapture import Recapture, move_box, recapture, rescan
+from edge_inspector.synth.recapture import REFERENCE, Recapture, move_box, recapture, rescan
 
 NOISE = 0.15  # edges of the two scans differ by about a pixel
 CAP = Recapture().at_rotation(0.5)
@@ -41,4 +41,32 @@ def test_second_scans_of_good_boards_pass_and_defects_are_boxed():
     # the former comparison (slivers of edge jitter boxed unless the frame's edge noise passed 0.8,
     # then a budget 1 px wider everywhere) rejected 7 of these 32 good boards; this one rejects 1
     assert rejected <= 2
+    assert found >= 0.9 * truth
+
+
+def test_known_good_scans_do_not_hide_that_a_frame_is_a_second_scan():
+    """With further known-good scans (regions.good_images) the envelope is their union, wider than
+    one scan's: a second scan's edges then show less excess against it. Whether a frame jags is
+    judged against the reference's own envelope, so the blob test still applies and good boards
+    pass (the union envelope alone let 6 of 100 such boards fail at 0 degrees on the eval designs)."""
+    rejected = found = truth = 0
+    for ds in (1201, 1202, 1203, 1204):
+        design = BoardDesign(ds)
+        template = rescan(make_board(design, 0, jitter=None).image, np.random.default_rng(ds), NOISE)
+        rng = np.random.default_rng([ds, 1, 5])
+        scan = rescan(make_board(design, 0, jitter=None).image, rng, NOISE)
+        good = recapture(scan, rng, REFERENCE, "gray")[0]
+        model = VariationModel(VariationConfig(), [template, good])
+        for s in range(1, 9):
+            img, _ = _scan(design, s, [])
+            r = model.find(img)
+            assert r.registration["edge_noise"] > 0.4
+            rejected += bool(r.boxes)
+        for s in range(9, 11):
+            img, boxes = _scan(design, s, ["open", "short", "spurious_copper"])
+            r = model.find(img)
+            got = np.asarray([b.as_list() for b in r.boxes], float).reshape(-1, 4)
+            truth += len(boxes)
+            found += sum(bool(len(got)) and box_iou(np.asarray([b], float), got).max() > 0.33 for b in boxes)
+    assert rejected <= 1
     assert found >= 0.9 * truth
