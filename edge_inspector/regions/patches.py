@@ -90,18 +90,23 @@ def nearest_distance(query: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | 
     return np.sqrt(np.maximum(out, 0))
 
 
-def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 16) -> np.ndarray:
+def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 16,
+                  usable: np.ndarray | None = None) -> np.ndarray:
     """How unlike the rest of its own frame each cell is: the distance to the nearest cell of the same
     grid (every ``stride``-th row and column) that lies outside its neighbourhood. A pit has no twin
     elsewhere on the surface; wear, soiling and grooves repeat along it. Queries go in blocks of
     ``block`` x ``block`` cells, each excluding the rectangle of its block grown by ``exclusion``:
     every query ignores the cells within ``exclusion`` of it, and some up to ``exclusion + block``
-    away. A frame too small to hold anything farther scores 0."""
+    away. A frame too small to hold anything farther scores 0. ``usable`` (rows x cols, optional):
+    the cells that may serve as references (the others explain nothing: inf when none is left)."""
     rows, cols, dim = z.shape
     grid = np.ascontiguousarray(z[::stride, ::stride])
     hr, wr = grid.shape[:2]
     # one product gives |r|^2 - 2 q.r: the references carry -2 r and |r|^2, the queries q and 1
-    ref = np.concatenate([-2.0 * grid.reshape(-1, dim), (grid * grid).sum(-1).reshape(-1, 1)], axis=1)
+    sq = (grid * grid).sum(-1)
+    if usable is not None:
+        sq = np.where(usable[::stride, ::stride], sq, np.inf)
+    ref = np.concatenate([-2.0 * grid.reshape(-1, dim), sq.reshape(-1, 1)], axis=1)
     ref_t = np.ascontiguousarray(ref.T, np.float32)
     out = np.zeros((rows, cols), np.float32)
     chunk = 64  # queries per product: the distance buffer stays in the cache
