@@ -114,6 +114,9 @@ class TextureConfig(RefineFields):
                                      "references this fraction of the frame's patches that the other "
                                      "explainers (bank, position) find the most anomalous: a second pit on "
                                      "the same frame cannot explain the first away.")
+    self_k: int = Field(1, ge=1, le=64, description="The self explainer takes the k-th nearest of its "
+                        "references: a pit's few twins elsewhere on the frame (a second pit, the patches "
+                        "around it) do not explain it away; wear and grooves repeat many times.")
     self_refs: int = Field(6144, ge=256, description="At most this many patches of a frame serve the self "
                            "explainer (the stride grows on large frames: its cost is patches x this).")
     false_box_rate: float = Field(0.12, gt=0, lt=0.5, description="Calibration: the threshold is the value "
@@ -255,7 +258,7 @@ class TextureModel:
                                             else other[finite], 1.0 - cfg.self_pool_exclude))
                     usable = ~finite | (other <= cut)
             maps.append(self._normalised(self_distance(z, max(1, int(round(cfg.self_exclusion_px / st))),
-                                                       stride, usable=usable), judged) * cfg.self_slack)
+                                                       stride, usable=usable, k=cfg.self_k), judged) * cfg.self_slack)
         out = np.minimum.reduce(maps) if maps else np.zeros(z.shape[:2], np.float32)
         finite = np.isfinite(out)
         out = np.where(finite, out, out[finite].max() if finite.any() else 0.0)

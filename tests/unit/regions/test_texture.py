@@ -137,6 +137,17 @@ def test_self_distance_ignores_the_references_it_is_told_not_to_use():
     assert np.isinf(self_distance(z, exclusion=3, stride=1, usable=np.zeros_like(usable))).all()
 
 
+def test_self_distance_to_the_kth_reference_needs_k_twins():
+    rng = np.random.default_rng(1)
+    z = np.tile(rng.normal(0, 1, (12, 6, 6)), (1, 4, 1)).astype(np.float32)  # every cell: 3 twins, 6 apart
+    assert self_distance(z, exclusion=2, stride=1, block=1, k=3).max() < 1e-2
+    assert self_distance(z, exclusion=2, stride=1, block=1, k=4).min() > 0.3  # a 4th twin there is not
+    z[6, 3] += 10
+    z[6, 15] = z[6, 3]  # a pit and its one twin
+    assert self_distance(z, exclusion=2, stride=1, block=1, k=1)[6, 3] < 1e-2
+    assert self_distance(z, exclusion=2, stride=1, block=1, k=2)[6, 3] > 9
+
+
 def test_two_peaks_parted_by_a_saddle_get_a_region_each():
     yy, xx = np.mgrid[0:30, 0:40]
     blob = lambda x, y: 2.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2.0)  # noqa: E731
