@@ -90,25 +90,18 @@ def nearest_distance(query: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | 
     return np.sqrt(np.maximum(out, 0))
 
 
-def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 16,
-                  usable: np.ndarray | None = None, k: int = 1) -> np.ndarray:
+def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 16) -> np.ndarray:
     """How unlike the rest of its own frame each cell is: the distance to the nearest cell of the same
     grid (every ``stride``-th row and column) that lies outside its neighbourhood. A pit has no twin
     elsewhere on the surface; wear, soiling and grooves repeat along it. Queries go in blocks of
     ``block`` x ``block`` cells, each excluding the rectangle of its block grown by ``exclusion``:
     every query ignores the cells within ``exclusion`` of it, and some up to ``exclusion + block``
-    away. A frame too small to hold anything farther scores 0. ``usable`` (rows x cols, optional):
-    the cells that may serve as references (the others explain nothing: inf when none is left).
-    ``k``: the distance to the k-th nearest reference (a pit's one twin elsewhere, a second pit, does
-    not explain it away; wear and grooves repeat many times)."""
+    away. A frame too small to hold anything farther scores 0."""
     rows, cols, dim = z.shape
     grid = np.ascontiguousarray(z[::stride, ::stride])
     hr, wr = grid.shape[:2]
     # one product gives |r|^2 - 2 q.r: the references carry -2 r and |r|^2, the queries q and 1
-    sq = (grid * grid).sum(-1)
-    if usable is not None:
-        sq = np.where(usable[::stride, ::stride], sq, np.inf)
-    ref = np.concatenate([-2.0 * grid.reshape(-1, dim), sq.reshape(-1, 1)], axis=1)
+    ref = np.concatenate([-2.0 * grid.reshape(-1, dim), (grid * grid).sum(-1).reshape(-1, 1)], axis=1)
     ref_t = np.ascontiguousarray(ref.T, np.float32)
     out = np.zeros((rows, cols), np.float32)
     chunk = 64  # queries per product: the distance buffer stays in the cache
@@ -128,7 +121,7 @@ def self_distance(z: np.ndarray, exclusion: int, stride: int = 2, block: int = 1
                 d2 = buf[: min(chunk, len(q) - i)]
                 np.matmul(q1[i:i + chunk], ref_t, out=d2)
                 d2.reshape(len(d2), hr, wr)[:, ya:yb, xa:xb] = np.inf
-                best[i:i + chunk] = d2.min(1) if k <= 1 else np.partition(d2, k - 1, axis=1)[:, k - 1]
+                best[i:i + chunk] = d2.min(1)
             out[y0:y1, x0:x1] = (best + (q * q).sum(1)).reshape(y1 - y0, x1 - x0)
     return np.sqrt(np.maximum(out, 0))
 

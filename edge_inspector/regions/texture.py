@@ -110,13 +110,6 @@ class TextureConfig(RefineFields):
                               "multiplied by this before it competes: a frame's own pit-like patches (a "
                               "second pit, a soiling flake, the far side of a large pit) must not explain a "
                               "pit away by a small margin.")
-    self_pool_exclude: float = Field(0.0, ge=0, lt=0.5, description="The self explainer leaves out of its "
-                                     "references this fraction of the frame's patches that the other "
-                                     "explainers (bank, position) find the most anomalous: a second pit on "
-                                     "the same frame cannot explain the first away.")
-    self_k: int = Field(1, ge=1, le=64, description="The self explainer takes the k-th nearest of its "
-                        "references: a pit's few twins elsewhere on the frame (a second pit, the patches "
-                        "around it) do not explain it away; wear and grooves repeat many times.")
     self_refs: int = Field(6144, ge=256, description="At most this many patches of a frame serve the self "
                            "explainer (the stride grows on large frames: its cost is patches x this).")
     false_box_rate: float = Field(0.12, gt=0, lt=0.5, description="Calibration: the threshold is the value "
@@ -135,10 +128,6 @@ class TextureConfig(RefineFields):
                                     "(patch pooling, smoothing) gives a point-like anomaly at box_level: "
                                     "taken off each box's width and height in quadrature, so that a pit of a "
                                     "few pixels gets a box of its own size.")
-    box_split: float = Field(0.0, ge=0, lt=1, description="A region that holds a second maximum over the "
-                             "threshold, parted from its peak by a saddle below this fraction of that "
-                             "maximum's height, is split between them (two pits side by side get a box "
-                             "each); 0: off.")
     smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of each distance map "
                                 "(in patches).")
     border_px: int = Field(12, ge=0, description="Working pixels at the border that are not judged.")
@@ -249,16 +238,8 @@ class TextureModel:
             maps.append(self._normalised(d, judged))
         if "self" in cfg.explainers:
             stride = max(cfg.self_stride, int(np.ceil(np.sqrt(z.shape[0] * z.shape[1] / cfg.self_refs))))
-            usable = None
-            if maps and cfg.self_pool_exclude > 0:
-                other = np.minimum.reduce(maps)
-                finite = np.isfinite(other)
-                if finite.any():
-                    cut = float(np.quantile(other[finite & judged] if (finite & judged).any()
-                                            else other[finite], 1.0 - cfg.self_pool_exclude))
-                    usable = ~finite | (other <= cut)
             maps.append(self._normalised(self_distance(z, max(1, int(round(cfg.self_exclusion_px / st))),
-                                                       stride, usable=usable, k=cfg.self_k), judged) * cfg.self_slack)
+                                                       stride), judged) * cfg.self_slack)
         out = np.minimum.reduce(maps) if maps else np.zeros(z.shape[:2], np.float32)
         finite = np.isfinite(out)
         out = np.where(finite, out, out[finite].max() if finite.any() else 0.0)
@@ -344,8 +325,7 @@ class TextureModel:
         """The boxes of a cell map (threshold units) at ``threshold`` (the sweep's sensitivity divides it)."""
         p = self.cfg.boxes.model_copy(update={"threshold": threshold})
         return boxes_from_peaks(cells, self.cfg.stride_px, p, self.cfg.box_level, self.cfg.box_grow,
-                                lambda v: v / s, frame_shape, self.cfg.box_footprint_px,
-                                self.cfg.box_split)
+                                lambda v: v / s, frame_shape, self.cfg.box_footprint_px)
 
     def find(self, image: np.ndarray) -> Regions:
         cells, s = self._grid(image)

@@ -47,16 +47,13 @@ def gumbel_threshold(maxima: np.ndarray, rate: float, units_per_image: int = 1) 
 
 
 def peak_regions(cells: np.ndarray, threshold: float, level: float, separation: int,
-                 limit: int, split: float = 0.0) -> list[tuple[float, int, int, int, int, int]]:
-    """(peak, x1, y1, x2, y2, cells) of the strongest ``limit`` regions, in cells (x2, y2 exclusive).
-    ``split`` (0: off): a region that holds another maximum over the threshold, parted from the peak
-    by a saddle below ``split`` of that maximum's height over the background, is shared between
-    them (each cell to the nearer maximum); maxima are then looked for one cell apart."""
+                 limit: int) -> list[tuple[float, int, int, int, int, int]]:
+    """(peak, x1, y1, x2, y2, cells) of the strongest ``limit`` regions, in cells (x2, y2 exclusive)."""
     over = cells > threshold
     if not over.any():
         return []
     background = float(np.median(cells))
-    k = 3 if split > 0 else 2 * max(1, separation) + 1
+    k = 2 * max(1, separation) + 1
     local_max = over & (cells >= cv2.dilate(cells, np.ones((k, k), np.uint8)))
     ys, xs = np.nonzero(local_max)
     order = np.argsort(-cells[ys, xs], kind="stable")
@@ -71,8 +68,6 @@ def peak_regions(cells: np.ndarray, threshold: float, level: float, separation: 
         _, labels = cv2.connectedComponents((cells >= floor).astype(np.uint8), connectivity=8)
         region = (labels == labels[y, x]) & ~claimed
         region[y, x] = True
-        if split > 0:
-            region = _own_share(cells, region, (y, x), ys, xs, order, background, split)
         claimed |= region
         ry, rx = np.nonzero(region)
         out.append((peak, int(rx.min()), int(ry.min()), int(rx.max()) + 1, int(ry.max()) + 1,
@@ -82,35 +77,9 @@ def peak_regions(cells: np.ndarray, threshold: float, level: float, separation: 
     return out
 
 
-def _own_share(cells: np.ndarray, region: np.ndarray, at: tuple[int, int], ys: np.ndarray, xs: np.ndarray,
-               order: np.ndarray, background: float, split: float) -> np.ndarray:
-    """The part of ``region`` nearer its peak ``at`` than to any other maximum in it that a saddle below
-    ``split`` of its height parts from the peak."""
-    y, x = at
-    rivals = []
-    for j in order:
-        qy, qx = int(ys[j]), int(xs[j])
-        if (qy, qx) == (y, x) or not region[qy, qx]:
-            continue
-        q = float(cells[qy, qx])
-        _, labels = cv2.connectedComponents((cells >= background + split * (q - background)).astype(np.uint8),
-                                            connectivity=8)
-        if labels[qy, qx] != labels[y, x]:
-            rivals.append((qy, qx))
-    if not rivals:
-        return region
-    ry, rx = np.nonzero(region)
-    own = (ry - y) ** 2 + (rx - x) ** 2
-    nearest = np.min([(ry - qy) ** 2 + (rx - qx) ** 2 for qy, qx in rivals], axis=0)
-    keep = own <= nearest
-    out = np.zeros_like(region)
-    out[ry[keep], rx[keep]] = True
-    return out
-
-
 def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float, grow: float,
                      to_frame: Callable[[float], float], frame_shape: tuple[int, int],
-                     footprint: float = 0.0, split: float = 0.0) -> list[Box]:
+                     footprint: float = 0.0) -> list[Box]:
     """Boxes in frame pixels from a cell map in threshold units (cell (i, j) covers working pixels
     [stride*j, stride*(j+1)) x [stride*i, stride*(i+1)); ``to_frame`` maps working to frame pixels).
     ``footprint`` (working pixels): the width that the map's own blur (the patch pooling and the
@@ -120,7 +89,7 @@ def boxes_from_peaks(cells: np.ndarray, stride: int, p: BoxParams, level: float,
     h, w = frame_shape
     sep = max(1, int(round(p.merge_distance_px / stride)))
     out = []
-    for peak, x1, y1, x2, y2, n in peak_regions(cells, p.threshold, level, sep, 4 * p.max_boxes, split):
+    for peak, x1, y1, x2, y2, n in peak_regions(cells, p.threshold, level, sep, 4 * p.max_boxes):
         if n * stride * stride < p.min_area_px:
             continue
         cx, cy = stride * (x1 + x2) / 2, stride * (y1 + y2) / 2

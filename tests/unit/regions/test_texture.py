@@ -11,7 +11,7 @@ from edge_inspector.regions import build_regions
 from edge_inspector.regions.boxes import iou
 from edge_inspector.regions.patches import patch_features, position_distance, self_distance
 from edge_inspector.regions.texture import TextureConfig, TextureFinder, TextureModel
-from edge_inspector.regions.texture_boxes import gumbel_threshold, peak_regions
+from edge_inspector.regions.texture_boxes import gumbel_threshold
 
 
 def surface(seed: int, size=(240, 320), pits=(), marks=()) -> np.ndarray:
@@ -122,43 +122,6 @@ def test_self_distance_finds_what_has_no_twin_farther_away():
     assert d[20, 12] > 9 and d[20, 4] > 0.3  # and the cell whose twin it was has none left
     assert np.delete(d.ravel(), [20 * 16 + 4, 20 * 16 + 12]).max() < 1e-2
     assert self_distance(z, exclusion=60, stride=1).max() == 0  # nothing farther: no evidence
-
-
-def test_self_distance_ignores_the_references_it_is_told_not_to_use():
-    rng = np.random.default_rng(0)
-    z = np.tile(rng.normal(0, 1, (20, 8, 6)), (1, 2, 1)).astype(np.float32)
-    z[10, 2] += 10
-    z[10, 10] = z[10, 2]  # two pits alike: each explains the other
-    assert self_distance(z, exclusion=3, stride=1, block=1)[10, 2] < 1e-2
-    usable = np.ones(z.shape[:2], bool)
-    usable[10, 10] = False  # the other pit is not a reference (the other explainers find it anomalous)
-    d = self_distance(z, exclusion=3, stride=1, block=1, usable=usable)
-    assert d[10, 2] > 9 and d[10, 10] < 1e-2  # the twin still finds its own reference
-    assert np.isinf(self_distance(z, exclusion=3, stride=1, usable=np.zeros_like(usable))).all()
-
-
-def test_self_distance_to_the_kth_reference_needs_k_twins():
-    rng = np.random.default_rng(1)
-    z = np.tile(rng.normal(0, 1, (12, 6, 6)), (1, 4, 1)).astype(np.float32)  # every cell: 3 twins, 6 apart
-    assert self_distance(z, exclusion=2, stride=1, block=1, k=3).max() < 1e-2
-    assert self_distance(z, exclusion=2, stride=1, block=1, k=4).min() > 0.3  # a 4th twin there is not
-    z[6, 3] += 10
-    z[6, 15] = z[6, 3]  # a pit and its one twin
-    assert self_distance(z, exclusion=2, stride=1, block=1, k=1)[6, 3] < 1e-2
-    assert self_distance(z, exclusion=2, stride=1, block=1, k=2)[6, 3] > 9
-
-
-def test_two_peaks_parted_by_a_saddle_get_a_region_each():
-    yy, xx = np.mgrid[0:30, 0:40]
-    blob = lambda x, y: 2.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2.0)  # noqa: E731
-    cells = (0.2 + blob(18, 15) + 0.9 * blob(21, 15)).astype(np.float32)  # 3 cells apart, a shallow saddle
-    merged = peak_regions(cells, 1.0, 0.3, 2, 8)
-    assert len(merged) == 1 and merged[0][3] - merged[0][1] >= 6
-    split = peak_regions(cells, 1.0, 0.3, 2, 8, split=0.8)
-    assert len(split) == 2 and all(r[3] - r[1] <= 5 for r in split)
-    assert {r[1] < 20 for r in split} == {True, False}  # one left, one right
-    one = (0.2 + blob(18, 15) + 0.9 * blob(19, 15)).astype(np.float32)  # no saddle: one region
-    assert len(peak_regions(one, 1.0, 0.3, 2, 8, split=0.8)) == 1
 
 
 def test_position_distance_looks_at_the_same_place_within_the_window():
