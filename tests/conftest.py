@@ -33,18 +33,24 @@ def _logging_restored():
     A station that applies a config (``Station.build``, a reload) calls ``logs.configure`` with the
     config's level, which is process-wide: a reload test that sets ``logging.level: error`` made
     every later test's ``capture_logs`` miss warnings (its filtering wrapper drops them before the
-    capturing processor), so tests passed or failed by the order they ran in.
+    capturing processor), so tests passed or failed by the order they ran in. ``logs._configured``
+    goes back with it: left True over structlog's restored defaults (which print to ``sys.stdout``),
+    a station built in-process redirected stdout into a logger that wrote to stdout, and the next log
+    line deadlocked on the stream's lock (test_vlm_dataset hung so).
     """
     import logging
 
     import structlog
 
-    saved = structlog.get_config()
+    from edge_inspector import logs
+
+    saved, configured = structlog.get_config(), logs._configured
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     libraries = {n: logging.getLogger(n).level for n in logging.root.manager.loggerDict}
     yield
     structlog.configure(**saved)
+    logs._configured = configured
     root.setLevel(level)
     for h in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(h)
