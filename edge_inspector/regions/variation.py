@@ -181,6 +181,11 @@ class VariationModel:
         # of how many known-good scans widened the envelope: judged against the reference's own
         self._noise_envelope = (self.envelopes[0][1:] if len(stack) == 1
                                 else self._envelope([self.reference], cfg.misregistration_px))
+        # a clean capture (edges that do not jag) is judged without the thin-place growth: only a
+        # second scan closes or opens the reference's thin places at random, and at a thin trace the
+        # growth hid a mousebite on a clean board
+        self._clean = (self._envelope(stack, cfg.misregistration_px, thin_places=False)
+                       if cfg.thin_px > 0 and cfg.thin_extra_px > 0 else None)
         lower, upper = self.envelopes[0][1:]
         # where edges are, and the 2 px beyond the envelope where an edge that jags more would show
         edges = ((upper - lower) > 0.5 * self.contrast).astype(np.uint8)
@@ -188,13 +193,15 @@ class VariationModel:
         self.samples = len(grays)
         self.fingerprint = _fingerprint(cfg, images)
 
-    def _envelope(self, stack: list[np.ndarray], radius: float) -> tuple[np.ndarray, np.ndarray]:
-        """The union of the images' local min/max over ``radius``, widened at edges."""
+    def _envelope(self, stack: list[np.ndarray], radius: float, thin_places: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The union of the images' local min/max over ``radius``, widened at edges (and at the
+        reference's thin places, unless ``thin_places`` is False)."""
         disk = _disk(radius)
         lower = np.minimum.reduce([cv2.erode(x, disk) for x in stack])
         upper = np.maximum.reduce([cv2.dilate(x, disk) for x in stack])
         t, extra = self.cfg.thin_px, self.cfg.thin_extra_px
-        if t > 0 and extra > 0:
+        if thin_places and t > 0 and extra > 0:
             k = _disk(t)
             # thin places: what a closing fills (narrow gaps) or an opening removes (necks, tips)
             thin = np.zeros(stack[0].shape, bool)
@@ -254,6 +261,8 @@ class VariationModel:
             if len(self.envelopes) > 1 and noise > self.cfg.wide_noise:
                 budget, lower, upper = self.envelopes[1]
                 a = self._excess(x, lower, upper)
+        if noise <= self.cfg.edge_noise and self._clean is not None and budget == self.envelopes[0][0]:
+            a = self._excess(x, *self._clean)
         if self.cfg.opening_px > 1:
             k = self.cfg.opening_px
             a = cv2.morphologyEx(a, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))

@@ -40,5 +40,8 @@ def test_a_short_soak_loses_duplicates_and_wrongly_passes_nothing():
     assert got["unrecorded"] > 0 and table["hostile"]["tried"] == table["hostile"]["NO-READ"] > 0
     if BRIDGE:
         bridge = got["bridge"]
-        assert bridge["armed"] == bridge["resolved"] > 0  # every part the bridge took, applied or fail-safed
+        # every part the bridge took, applied or fail-safed; but a DECIDE on the wire when the bridge
+        # reset cannot be proven either way (the host never re-sends it: it may have acted), and the
+        # soak counts it as uncovered, not lost
+        assert bridge["armed"] == bridge["resolved"] + bridge["uncovered_after_reset"] and bridge["resolved"] > 0
         assert bridge["boots_seen"] >= 3 and bridge["station_faults"] >= 2 and bridge["corrupted_bytes"] > 0
