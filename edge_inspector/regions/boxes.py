@@ -27,12 +27,13 @@ class BoxParams(ConfigModel):
     max_boxes: int = Field(32, ge=1, description="At most this many boxes per frame, best first.")
 
 
-def boxes_from_map(a: np.ndarray, p: BoxParams,
-                   to_frame_box: Callable[[tuple[float, float, float, float]], tuple[float, ...]],
-                   frame_shape: tuple[int, int]) -> list[Box]:
+def components(a: np.ndarray, p: BoxParams):
+    """The map's pixels over the threshold grouped as boxes group them (merged within
+    ``merge_distance_px``): ``(n, labels, on, area, peak)`` per group (label 0 is the background),
+    or None when no pixel is over the threshold."""
     binary = (a > p.threshold).astype(np.uint8)
     if not binary.any():
-        return []
+        return None
     grouped = binary
     if p.merge_distance_px:
         k = 2 * p.merge_distance_px + 1
@@ -43,6 +44,17 @@ def boxes_from_map(a: np.ndarray, p: BoxParams,
     area = np.bincount(lab, minlength=n)
     peak = np.zeros(n, np.float32)
     np.maximum.at(peak, lab, a[on])
+    return n, labels, on, area, peak
+
+
+def boxes_from_map(a: np.ndarray, p: BoxParams,
+                   to_frame_box: Callable[[tuple[float, float, float, float]], tuple[float, ...]],
+                   frame_shape: tuple[int, int]) -> list[Box]:
+    found = components(a, p)
+    if found is None:
+        return []
+    n, labels, on, area, peak = found
+    lab = labels[on]
     ys, xs = np.nonzero(on)
     x1 = np.full(n, np.iinfo(np.int32).max)
     y1 = x1.copy()

@@ -37,7 +37,7 @@ from edge_inspector.envelope import Frame, Regions
 from edge_inspector.errors import RegistrationFailed, StartupError
 from edge_inspector.imageio import IMAGE_SUFFIXES, read_image, to_gray
 from edge_inspector.regions.base import RegionFinder
-from edge_inspector.regions.boxes import BoxParams, boxes_from_map, summarize
+from edge_inspector.regions.boxes import BoxParams, boxes_from_map, components, summarize
 from edge_inspector.regions.photometry import match_light
 from edge_inspector.regions.refine import RefineFields
 from edge_inspector.regions.registration import (
@@ -277,20 +277,10 @@ class VariationModel:
         are zeroed: independent edge jitter of about a pixel in both scans leaves slivers of a few
         pixels just over the threshold, where a pin-hole or a mousebite a few pixels wide leaves a
         blob of full contrast."""
-        p = self.cfg.boxes
-        on = (a > p.threshold).astype(np.uint8)
-        if not on.any():
+        found = components(a, self.cfg.boxes)
+        if found is None:
             return
-        grouped = on
-        if p.merge_distance_px:
-            k = 2 * p.merge_distance_px + 1
-            grouped = cv2.dilate(on, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-        n, labels = cv2.connectedComponents(grouped, connectivity=8)
-        mask = on.astype(bool)
-        lab = labels[mask]
-        area = np.bincount(lab, minlength=n)
-        peak = np.zeros(n, np.float32)
-        np.maximum.at(peak, lab, a[mask])
+        _, labels, mask, area, peak = found
         weak = (area < self.cfg.noisy_min_area_px) | (peak < self.cfg.noisy_min_peak)
         weak[0] = False
         if weak.any():
