@@ -7,11 +7,13 @@ evaluate`` against the current version on a held-out recording; ``model promote`
 next parts judged by the new version.
 
 The current version is the tiny checkpoint biased to answer "no" (it passes every board: the escapes
-the line found downstream); the labels are the truth, most of the parts being defective. A tiny
-random model cannot see a defect, but what it can learn from such labels is the answer's prior, and
-that is enough to check that each step hands the next what it needs: the fine-tuned version's
-P(defective) rises well above the current one's on every board of the recording, and the station's
-next rows name it. Whatever overkill it adds is allowed by the test's margin (the rules that refuse a
+the line found downstream); the labels are the truth, and every part is defective. A tiny random
+model cannot see a defect, but what it can learn from such labels is the answer's prior, and that is
+enough to check that each step hands the next what it needs: the fine-tuned version's P(defective)
+is high on every board of the recording, and the station's next rows name it. Labels of both kinds
+would teach a model that cannot see only a mixture whose value depends on the CPU's arithmetic (with
+three good boards in eight, the candidate's P ranged from 0.12 to 0.91 between one and two threads),
+so the lesson here has one answer. Whatever overkill it adds is allowed by the test's margin (the rules that refuse a
 promotion are tested in test_vlm_model_versions.py)."""
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tests.integration.judge.vlm_parts import SMALL
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
-CAPTURE = {"kind": "demo", "design_seed": 7, "seed": 6100, "defect_rate": 0.75}
+CAPTURE = {"kind": "demo", "design_seed": 7, "seed": 6100, "defect_rate": 1.0}
 
 
 def cli(*args, timeout=900, cwd=None):
@@ -146,8 +148,9 @@ def test_label_export_train_quantize_evaluate_promote_and_the_next_parts(tiny_mo
     assert report["against"] == "v1" and report["missed_caught_by_current"] == []
     per_part = {p["id"]: p for p in report["per_part"]}
     moved = {i: (p["current"]["p_defective"], p["candidate"]["p_defective"]) for i, p in per_part.items()}
-    # what mostly-defective labels teach a model that cannot see: P(defective) up on every board, by far
-    assert all(cand > cur + 0.2 for cur, cand in moved.values()), moved
+    # what all-defective labels teach a model that cannot see: P(defective) high on every board
+    # (0.94-0.98 with one or two threads here; v1 gives 0.02)
+    assert all(cand > 0.8 and cand > cur + 0.5 for cur, cand in moved.values()), moved
     assert all(p["candidate"]["decided_by"] == "vlm" for p in per_part.values())
     cli("model", "promote", "v2", "-c", cfg)
     listed = json.loads(cli("model", "list", "-c", cfg, "--json").stdout)
