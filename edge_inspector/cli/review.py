@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import structlog
+
 from edge_inspector.cli.common import add_config_options, config_from
 from edge_inspector.errors import EdgeInspectorError
 
@@ -122,6 +124,9 @@ def render(out: dict) -> None:
     console.print(table)
 
 
+log = structlog.get_logger("edge_inspector.review")
+
+
 def _taxonomy(cfg) -> tuple[str, ...] | None:
     """The defect types of the judge's recipe, when the judge has one (VLM, served VLM)."""
     recipe = getattr(getattr(cfg, "judge", None), "recipe", None)
@@ -159,6 +164,11 @@ def cmd_label(args: argparse.Namespace) -> int:
             raise ReviewError(str(exc)) from None
     finally:
         db.conn.close()
+    if row["label"] == "defective" and not row["defect_type"]:
+        # kept (a person's verdict), but a training example needs the taxonomy's answer form
+        log.warning("label_without_type", part_id=row["part_id"],
+                    why="dataset export skips a defective label without a defect type: label it "
+                        "again with --type" + (f" (one of {', '.join(names)})" if names else ""))
     if args.json:
         sys.stdout.write(json.dumps(row) + "\n")
     else:

@@ -163,3 +163,17 @@ def test_a_label_without_a_stored_frame_is_skipped_and_counted(inspected, tmp_pa
     assert r.returncode == 0, r.stderr
     counts = json.loads(r.stdout)["counts"]
     assert counts["total"] == 0 and counts["skipped"] == {"no_image": 1}
+
+
+def test_a_defective_label_without_a_type_is_kept_and_said_to_be_left_out_of_the_dataset(inspected, tmp_path):
+    cfg, _ = inspected
+    conn = sqlite3.connect(load_config(cfg).db_path)
+    part = conn.execute("SELECT part_id FROM inspections WHERE image_path IS NOT NULL LIMIT 1").fetchone()[0]
+    conn.close()
+    r = cli("review", "label", part, "--config", cfg, "--label", "defective", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["label"] == "defective" and "label_without_type" in r.stderr
+    r = cli("dataset", "export", "--config", cfg, "--out", tmp_path / "ds", "--json")
+    assert json.loads(r.stdout)["counts"]["skipped"] == {"defect_type_not_in_recipe": 1}
+    r = cli("review", "label", part, "--config", cfg, "--label", "good")  # a label with nothing missing
+    assert r.returncode == 0 and "label_without_type" not in r.stderr
