@@ -62,7 +62,6 @@ import argparse
 import json
 import os
 import resource
-import select
 import signal
 import sqlite3
 import struct
@@ -159,13 +158,13 @@ class Wire(simmod.WireProxy):
         self.station_faults = 0  # STATION fault=3 the bridge accepted
         super().__init__(target, link)
 
-    def _from_host(self, data: bytes) -> None:
+    def _from_link(self, data: bytes) -> None:  # what the bridge received, after the noise
         with self._sniff_lock:
             for f in self._rx.feed(data):
                 if not isinstance(f.message, p.Ack | p.Nak):
                     self._host_frames[f.seq] = f.message
 
-    def _from_bridge(self, data: bytes) -> None:
+    def _from_target(self, data: bytes) -> None:  # what the bridge sent, before the noise
         with self._sniff_lock:
             for f in self._tx.feed(data):
                 m = f.message
@@ -190,36 +189,6 @@ class Wire(simmod.WireProxy):
                     self._seen = [(f.seq, f.crc)]
                     self.epoch += 1
                     self.reset_lost |= {i for i in self.armed if i not in self.resolved}
-
-    def _pump(self) -> None:  # WireProxy's, with the two taps
-        while not self._stop.is_set():
-            with self._lock:
-                master = self._master
-            fds = [self._target] + ([master] if master is not None else [])
-            try:
-                ready, _, _ = select.select(fds, [], [], 0.02)
-            except (OSError, ValueError):
-                continue
-            for fd in ready:
-                try:
-                    data = os.read(fd, 4096)
-                except (BlockingIOError, OSError):
-                    continue
-                if not data:
-                    continue
-                from_bridge = fd == self._target
-                if from_bridge:
-                    self._from_bridge(data)
-                out = self._corrupt(data)
-                if not from_bridge:
-                    self._from_host(out)
-                dst = master if from_bridge else self._target
-                if dst is None:
-                    continue
-                try:
-                    self._write_all(dst, out)
-                except OSError:
-                    pass
 
     def unresolved(self) -> set[int]:
         with self._sniff_lock:

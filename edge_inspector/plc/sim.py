@@ -184,6 +184,13 @@ class WireProxy:
                 self.corrupted += 1
         return bytes(out)
 
+    def _from_target(self, data: bytes) -> None:
+        """A tap on what the far end (the bridge) sent, before the noise: for subclasses that
+        watch the wire (tools/soak.py)."""
+
+    def _from_link(self, data: bytes) -> None:
+        """A tap on what the far end received from the link's side (the station), after the noise."""
+
     def _pump(self) -> None:
         while not self._stop.is_set():
             with self._lock:
@@ -198,11 +205,19 @@ class WireProxy:
                     data = os.read(fd, 4096)
                 except (BlockingIOError, OSError):
                     continue
-                dst = master if fd == self._target else self._target
-                if not data or dst is None:
+                if not data:
+                    continue
+                from_target = fd == self._target
+                if from_target:
+                    self._from_target(data)
+                out = self._corrupt(data)
+                if not from_target:
+                    self._from_link(out)
+                dst = master if from_target else self._target
+                if dst is None:
                     continue
                 try:
-                    self._write_all(dst, self._corrupt(data))
+                    self._write_all(dst, out)
                 except OSError:
                     pass  # unplugged meanwhile: the bytes are lost, as on a real unplug
 
