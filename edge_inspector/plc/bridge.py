@@ -84,7 +84,8 @@ class BridgeLink(PartTable, BridgeSession, Output):
         self.last_error: str | None = None
         self.decide_to_applied_ms: float | None = None
         self.max_pending = TABLE_SIZE
-        self.gate_wait_s = 2 * cfg.ack_timeout_ms / 1000 + 0.05  # DECIDE -> APPLIED, one resend
+        self.gate_wait_s = (cfg.gate_wait_ms / 1000 if cfg.gate_wait_ms is not None  # DECIDE -> APPLIED
+                            else 2 * cfg.ack_timeout_ms / 1000 + 0.05)  # one resend
         self._parts: OrderedDict[str, Part] = OrderedDict()
         self._by_id: dict[int, Part] = {}
         self._table: set[Part] = set()  # parts that may hold an entry of the bridge's table

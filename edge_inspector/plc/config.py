@@ -38,6 +38,10 @@ class BridgeConfig(ConfigModel):
                                  "transfer, so the fail-safe never comes later than the deadline.")
     ack_timeout_ms: float = Field(100.0, gt=0, le=5000, description="A frame not answered in this "
                                   "time is sent again, byte for byte.")
+    gate_wait_ms: float | None = Field(None, gt=0, le=60000, description="How long the station "
+                                       "waits for the gate's answer to a decision (APPLIED or a "
+                                       "fail-safe) before it records the part as 'unconfirmed'. "
+                                       "Null: two ack timeouts and 50 ms (one resend).")
     max_transmissions: int = Field(5, ge=1, le=50, description="Transmissions of one frame before "
                                    "it is given up (counted in tx_lost).")
     boot_wait_ms: float = Field(2000.0, ge=0, le=10000, description="After opening the port, wait "

@@ -179,7 +179,7 @@ def test_the_daemon_records_what_the_gate_did_not_what_it_decided(sim, station_c
     from edge_inspector.config import load_config
 
     cfg = load_config(station_config(
-        plc={"kind": "bridge", "port": sim.pty, "boot_wait_ms": 0, "reject_pulse_ms": 5},
+        plc={"kind": "bridge", "port": sim.pty, "boot_wait_ms": 0, "reject_pulse_ms": 5, "gate_wait_ms": 3000},
         policy={"deadline_ms": 600, "failsafe": {"timeout": "PASS"}}, pipeline={"judge_grace_ms": 300},
         capture={"kind": "demo", "design_seed": 7, "seed": 5000, "defect_rate": 0.0}))
     monkeypatch.setattr("edge_inspector.judge.build_judge", lambda c, threshold: LateJudge())  # stages.py

@@ -42,7 +42,9 @@ def sims():
 def build(tmp_path, product_dir, sims, deadline_ms: int = 4000) -> Station:
     cams = [{"name": name, "capture": {"kind": "demo", "design_seed": DESIGN_SEED, "seed": seed,
                                        "defect_rate": 0.5, "interval_ms": 120},
-             "plc": {"kind": "bridge", "port": sims[name].pty, "boot_wait_ms": 0, "reject_pulse_ms": 5}}
+             # the gate's answer waited for as a condition (a loaded machine answers late)
+             "plc": {"kind": "bridge", "port": sims[name].pty, "boot_wait_ms": 0, "reject_pulse_ms": 5,
+                     "gate_wait_ms": 3000}}
             for name, seed in CAMERAS]
     path = write_config(tmp_path / "lanes.yaml", {
         "station": {"name": "lanes", "data_dir": str(tmp_path / "data")},
@@ -105,7 +107,8 @@ def test_a_stopped_bridge_fails_its_own_cameras_parts_safe_while_the_other_lane_
     try:
         wait_for(lambda: all(u.decided >= 3 for u in units.values()), 60.0)
         sims["top"].stop()  # the top camera's bridge is gone (unplugged, powered off)
-        wait_for(lambda: lanes["top"].link.state != "ready", 10.0)
+        # the port gone (not merely a late heartbeat: an ARM written then may have reached it)
+        wait_for(lambda: not lanes["top"].link.t.connected, 30.0)
         after = {n: u.triggered for n, u in units.items()}
         wait_for(lambda: all(u.decided >= after[n] + 4 for n, u in units.items()), 60.0)
     finally:
