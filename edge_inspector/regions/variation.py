@@ -119,8 +119,10 @@ class VariationConfig(RefineFields):
     light_order: int = Field(2, ge=0, le=2, description="Order of the gain/offset polynomial that "
                              "matches the frame's light to the reference's (0: one gain and offset; "
                              "2: a gradient and a vignette across the field).")
-    border_px: int = Field(4, ge=0, description="Pixels at the border of the frame and of the reference "
-                           "that are not judged.")
+    border_px: int = Field(2, ge=0, description="Pixels at the border of the frame and of the reference "
+                           "that are not judged (their smoothing and interpolation are one-sided). "
+                           "A defect cut by the field's edge is still a defect: only these pixels "
+                           "of it go unseen.")
     opening_px: int = Field(2, ge=0, description="A grey opening of this size removes anomalies "
                             "thinner than it (an edge that moved beyond the budget leaves a line; a "
                             "defect is a blob). 0 or 1 disables it.")

@@ -1,10 +1,11 @@
+import cv2
 import numpy as np
 import pytest
 
 from edge_inspector.capture.base import PartFactory
 from edge_inspector.regions.boxes import BoxParams, iou, pad_box
 from edge_inspector.regions.variation import VariationConfig, VariationFinder, VariationModel
-from edge_inspector.synth.pcb import BoardDesign, make_board, reference_board
+from edge_inspector.synth.pcb import BoardDesign, make_board, moved_truth, reference_board
 from edge_inspector.synth.recapture import Recapture
 
 
@@ -158,3 +159,17 @@ def test_the_light_fit_follows_the_copper_too(seed):
     model = VariationModel(VariationConfig(), [make_board(design, 0, jitter=None).image])
     board = make_board(design, seed, jitter=Recapture().at_rotation(0), kind="gray")
     assert model.find(board.image).boxes == ()
+
+
+def test_a_defect_at_the_fields_edge_is_boxed(one_shot, design):
+    # a mousebite 2-3 px inside the frame's right edge (the part shifted out of the field): in view,
+    # so it must be boxed; judging only to 4 px of the border passed such a board
+    golden = make_board(design, 48, defects=["mousebite"], jitter=None)
+    (d,) = golden.defects
+    x1, _, x2, _ = d.core
+    m = np.float64([[1, 0, 640 - 4.5 - (x1 + x2) / 2], [0, 1, 0], [0, 0, 1]])
+    frame = cv2.warpAffine(golden.image, m[:2], (640, 640), borderValue=45)
+    (seen,), cut = moved_truth(golden.defects, m, frame.shape)
+    assert cut == [] and seen.core[2] > 640 - 4
+    r = one_shot.find(frame)
+    assert max(iou(seen.box, b.as_list()) for b in r.boxes) > 0.33
