@@ -3,6 +3,7 @@
 
     python tools/eval_synthetic.py [--designs 10] [--boards 20] [--first-design 900]
                                    [--kinds gray,binary,color] [--rotations 0,0.5,1,2]
+                                   [--defects 1-3] [--rescan NOISE [--good-scans N]]
                                    [--set key=value ...] [--json out.json] [--record DIR]
 
 Per design and image kind: a one-shot model from the golden board (the untouched template, as a new
