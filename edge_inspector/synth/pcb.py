@@ -61,6 +61,9 @@ class Board:
     image: np.ndarray  # uint8, HxW (or HxWx3)
     defects: list[Defect] = field(default_factory=list)
     transform: np.ndarray | None = None  # 3x3: board (golden image) -> this image; None: golden
+    # defects cut by the field's edge, less than half in view: a box on one is neither right nor
+    # wrong (a defect at the edge is still a defect on a real line), and none is required
+    partial: list[Defect] = field(default_factory=list)
 
     @property
     def defective(self) -> bool:
@@ -359,25 +362,40 @@ def make_board(design: BoardDesign, seed: int, defects: int | list[str] = 0,
     if jitter is None:
         return Board(image=render(mask, kind), defects=truth)
     image, m = recapture(render(mask, kind), rng, jitter, kind)
-    return Board(image=image, defects=[d for d in (_moved(d, m, image.shape) for d in truth) if d],
-                 transform=m)
+    defects, partial = moved_truth(truth, m, image.shape)
+    return Board(image=image, defects=defects, transform=m, partial=partial)
 
 
-VIEW_BORDER_PX = 4  # the outermost pixels of a frame, which no station judges
+VIEW_BORDER_PX = 4  # a defect must lie half inside the frame less this to be required
 
 
-def _moved(d: Defect, m: np.ndarray, shape: tuple[int, ...]) -> Defect | None:
-    """The defect as the re-capture shows it, or None when it left the field of view: half of its
-    changed pixels' box must lie in the frame, inside its outermost VIEW_BORDER_PX."""
+def moved_truth(truth: list[Defect], m: np.ndarray, shape: tuple[int, ...]
+                ) -> tuple[list[Defect], list[Defect]]:
+    """The defects as a capture through the homography ``m`` shows them: those in view (half of
+    their changed pixels' box inside the frame less its outermost VIEW_BORDER_PX) and those cut by
+    the field's edge (some of their changed pixels in the frame, less than half in view)."""
+    seen: list[Defect] = []
+    cut: list[Defect] = []
+    for d in truth:
+        moved, in_view = _moved(d, m, shape)
+        if moved is not None:
+            (seen if in_view else cut).append(moved)
+    return seen, cut
+
+
+def _moved(d: Defect, m: np.ndarray, shape: tuple[int, ...]) -> tuple[Defect | None, bool]:
+    """The defect moved into the frame (None when none of its changed pixels is in it) and whether
+    it is in view (half of its changed pixels' box inside the frame less VIEW_BORDER_PX)."""
     h, w = shape[:2]
     cx1, cy1, cx2, cy2 = transform_box(d.core or d.box, m)
+    box = move_box(d.box, m, shape, min_visible=0.0)
+    if box is None or min(cx2, w) <= max(cx1, 0) or min(cy2, h) <= max(cy1, 0):
+        return None, False
     b = VIEW_BORDER_PX
     ix = max(0.0, min(cx2, w - b) - max(cx1, b))
     iy = max(0.0, min(cy2, h - b) - max(cy1, b))
-    box = move_box(d.box, m, shape, min_visible=0.0)
-    if box is None or ix * iy < 0.5 * max(cx2 - cx1, 1) * max(cy2 - cy1, 1):
-        return None
-    return Defect(d.kind, box, (int(cx1), int(cy1), int(cx2), int(cy2)))
+    in_view = ix * iy >= 0.5 * max(cx2 - cx1, 1) * max(cy2 - cy1, 1)
+    return Defect(d.kind, box, (int(cx1), int(cy1), int(cx2), int(cy2))), in_view
 
 
 def reference_board(design: BoardDesign, kind: Kind = "gray") -> Board:

@@ -68,3 +68,15 @@ def test_boards_carry_their_transform_and_moved_truth(design):
     diff = cv2.absdiff(board.image, clean) > 128
     x1, y1, x2, y2 = d.box
     assert diff[y1:y2, x1:x2].sum() > 5
+
+
+def test_a_defect_cut_by_the_fields_edge_is_partial_not_required():
+    from edge_inspector.synth.pcb import Defect, moved_truth
+
+    d = Defect("pin_hole", (2, 2, 28, 28), core=(10, 10, 20, 20))
+    m = np.eye(3)
+    for dx, expect in ((-8.0, "seen"), (-15.0, "cut"), (-30.0, "gone")):
+        m[0, 2] = dx
+        seen, cut = moved_truth([d], m, (200, 300))
+        # in view: half of the changed pixels' box inside the frame less its outermost 4 px
+        assert (len(seen), len(cut)) == {"seen": (1, 0), "cut": (0, 1), "gone": (0, 0)}[expect], dx
