@@ -12,8 +12,8 @@ model cannot see a defect, but what it can learn from such labels is the answer'
 enough to check that each step hands the next what it needs: the fine-tuned version's P(defective)
 is high on every board of the recording, and the station's next rows name it. Labels of both kinds
 would teach a model that cannot see only a mixture whose value depends on the CPU's arithmetic (with
-three good boards in eight, the candidate's P ranged from 0.12 to 0.91 between one and two threads),
-so the lesson here has one answer. Whatever overkill it adds is allowed by the test's margin (the rules that refuse a
+a quarter of the boards good, the candidate's P ranged from 0.12 to 0.91 between one and two threads),
+so the lesson here has one answer, and enough steps to learn it whatever order the sums take. Whatever overkill it adds is allowed by the test's margin (the rules that refuse a
 promotion are tested in test_vlm_model_versions.py)."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_label_export_train_quantize_evaluate_promote_and_the_next_parts(tiny_mo
     weights = json.loads(cli("model", "list", "-c", cfg, "--json").stdout)
     v1 = next(v for v in weights["versions"] if v["version"] == "v1")
     v1_dir = Path(v1["path"]) / v1["weights"]
-    cli("train", "--dataset", ds, "--base", v1_dir, "--out", run, "--steps", 40, "--lr", 5e-3, "--rank", 8,
+    cli("train", "--dataset", ds, "--base", v1_dir, "--out", run, "--steps", 80, "--lr", 5e-3, "--rank", 8,
         "--batch", 3, "--device", "cpu", cwd=work)
     summary = json.loads((run / "run.json").read_text())
     assert summary["finished"] and summary["dataset_hash"] == manifest["dataset_hash"]
@@ -149,8 +149,9 @@ def test_label_export_train_quantize_evaluate_promote_and_the_next_parts(tiny_mo
     per_part = {p["id"]: p for p in report["per_part"]}
     moved = {i: (p["current"]["p_defective"], p["candidate"]["p_defective"]) for i, p in per_part.items()}
     # what all-defective labels teach a model that cannot see: P(defective) high on every board
-    # (0.94-0.98 with one or two threads here; v1 gives 0.02)
-    assert all(cand > 0.8 and cand > cur + 0.5 for cur, cand in moved.values()), moved
+    # (80 steps: 0.93-0.98 in repeated runs here; 40 steps gave 0.65-0.98, as CPU threads sum in
+    # their own order from run to run; v1 gives 0.02)
+    assert all(cand > 0.7 and cand > cur + 0.5 for cur, cand in moved.values()), moved
     assert all(p["candidate"]["decided_by"] == "vlm" for p in per_part.values())
     cli("model", "promote", "v2", "-c", cfg)
     listed = json.loads(cli("model", "list", "-c", cfg, "--json").stdout)
