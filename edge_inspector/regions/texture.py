@@ -17,7 +17,8 @@ The threshold is calibrated on held-out known-good images (folds, each scored ag
 the others): a Gumbel fitted to the lower half of their per-image maxima gives the value a good frame
 exceeds with probability ``false_box_rate`` (known-good areas that hold wear or unlabelled defects
 move the upper tail, not the fit). The map is divided by it, so 1.0 is the threshold. Boxes are the
-regions around the map's peaks (``texture_boxes.py``).
+regions around the map's peaks, and separate dark spots beside a compact one at the frame's own
+resolution (``texture_boxes.py``).
 
 A model can learn from the known-good *areas* of images: a mask per image marks what to leave out
 (a defect, or anything not certified good).

@@ -8,6 +8,9 @@ strength, not the threshold: a pit gets the same box at any sensitivity, and two
 over a low threshold still get a box each (a component over the threshold would be one box, cut to
 the stronger one's core).
 
+Neighbour spots: the patch pooling makes one region of two small pits a few pixels apart; beside a
+compact box, a separate compact dark spot of the frame (at its own resolution) gets a box of its own.
+
 Threshold: the largest value of a known-good frame is an extreme value, so the per-image maxima of
 held-out known-good maps follow a Gumbel distribution. Fitted on their lower half (the 25th and 50th
 percentiles), the fit holds when up to half of the "good" images carry an unlabelled defect or wear
