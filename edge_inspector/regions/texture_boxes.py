@@ -155,7 +155,8 @@ def neighbour_boxes(boxes: list[Box], gray: np.ndarray, scale: float, sigmas: tu
         win = spots[y1:y2, x1:x2]
         if win.size == 0:
             continue
-        peaks = (win >= cv2.dilate(win, np.ones((5, 5), np.uint8))) & (win > max(floor, 0.5 * float(win.max())))
+        local_max = win >= cv2.dilate(win, np.ones((5, 5), np.uint8))
+        peaks = local_max & (win > max(floor, 0.5 * float(win.max())))
         ys, xs = np.nonzero(peaks)
         for i in np.argsort(-win[ys, xs], kind="stable"):
             x, y = int(xs[i]) + x1, int(ys[i]) + y1

@@ -142,12 +142,14 @@ def test_the_model_boxes_neighbour_spots_from_the_frame(model):
     two = model.boxes(cells, 0.5, frame.shape[:2], 1.0, frame)
     assert len(one) == 1 and len(two) == 2 and two[0] == one[0], (one, two)
     assert iou(two[1].as_list(), annotated(217, 152, 4, margin=1)) > 0.33, two
-    plain = TextureModel(model.cfg.model_copy(update={"neighbour_spots": False}), [surface(s) for s in range(4)])
+    no_spots = model.cfg.model_copy(update={"neighbour_spots": False})
+    plain = TextureModel(no_spots, [surface(s) for s in range(4)])
     assert len(plain.boxes(cells, 0.5, frame.shape[:2], 1.0, frame)) == 1
 
 
 def test_a_pit_alone_gets_no_neighbour_box(model):
-    plain = TextureModel(model.cfg.model_copy(update={"neighbour_spots": False}), [surface(s) for s in range(8)])
+    no_spots = model.cfg.model_copy(update={"neighbour_spots": False})
+    plain = TextureModel(no_spots, [surface(s) for s in range(8)])
     for seed in (105, 108, 109):
         frame = surface(seed, pits=[(200, 120, 9)])
         assert model.find(frame).boxes == plain.find(frame).boxes
