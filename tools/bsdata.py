@@ -132,12 +132,14 @@ def fit(cfg, items: list[dict]):
 
 
 def scored(model, items: list[dict]) -> list[dict]:
-    """Each image's cell map, computed once (the sweep boxes it at every sensitivity)."""
+    """Each image's cell map and grey image, computed once (the sweep boxes it at every sensitivity)."""
+    from edge_inspector.regions.texture import gray_of
+
     out = []
     for it in items:
         img = cv2.imread(it["path"])
         cells, s = model._grid(img)
-        out.append({**it, "cells": cells, "s": s, "shape": img.shape[:2]})
+        out.append({**it, "cells": cells, "s": s, "shape": img.shape[:2], "gray": gray_of(img)})
     return out
 
 
@@ -156,7 +158,7 @@ def sweep_rows(model, pitted: list[dict], clean: list[dict], sensitivities=SENSI
         hit = pits = flagged = 0
         false = {1: [0, 0], 2: [0, 0]}
         for r in pitted:
-            boxes = [b.as_list() for b in model.boxes(r["cells"], r["s"], r["shape"], t)]
+            boxes = [b.as_list() for b in model.boxes(r["cells"], r["s"], r["shape"], t, r["gray"])]
             truth = polygon_boxes(r["polygons"])
             hit += len(match_boxes(truth, boxes))
             pits += len(truth)
@@ -165,7 +167,7 @@ def sweep_rows(model, pitted: list[dict], clean: list[dict], sensitivities=SENSI
             kind = false.setdefault(int(r.get("bsd_type") or 2), [0, 0])
             kind[0] += apart
             kind[1] += 1
-        clean_boxes = [len(model.boxes(r["cells"], r["s"], r["shape"], t)) for r in clean]
+        clean_boxes = [len(model.boxes(r["cells"], r["s"], r["shape"], t, r["gray"])) for r in clean]
         rows.append({"sensitivity": sens, "recall": round(hit / max(pits, 1), 4), "pits": pits, "found": hit,
                      "images_flagged": round(flagged / max(len(pitted), 1), 4),
                      "false_boxes_per_image": {f"type{k}": round(v[0] / v[1], 3)

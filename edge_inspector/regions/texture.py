@@ -17,7 +17,8 @@ The threshold is calibrated on held-out known-good images (folds, each scored ag
 the others): a Gumbel fitted to the lower half of their per-image maxima gives the value a good frame
 exceeds with probability ``false_box_rate`` (known-good areas that hold wear or unlabelled defects
 move the upper tail, not the fit). The map is divided by it, so 1.0 is the threshold. Boxes are the
-regions around the map's peaks (``texture_boxes.py``).
+regions around the map's peaks, and separate dark spots beside a compact one at the frame's own
+resolution (``texture_boxes.py``).
 
 A model can learn from the known-good *areas* of images: a mask per image marks what to leave out
 (a defect, or anything not certified good).
@@ -43,7 +44,7 @@ from edge_inspector.regions.base import RegionFinder
 from edge_inspector.regions.boxes import BoxParams, summarize
 from edge_inspector.regions.patches import Scorer, patch_features, position_distance, self_distance
 from edge_inspector.regions.refine import RefineFields
-from edge_inspector.regions.texture_boxes import boxes_from_peaks, gumbel_threshold
+from edge_inspector.regions.texture_boxes import boxes_from_peaks, gumbel_threshold, neighbour_boxes
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +129,17 @@ class TextureConfig(RefineFields):
                                     "(patch pooling, smoothing) gives a point-like anomaly at box_level: "
                                     "taken off each box's width and height in quadrature, so that a pit of a "
                                     "few pixels gets a box of its own size.")
+    neighbour_spots: bool = Field(True, description="Beside each compact box, separate dark spots at the "
+                                  "frame's own resolution get a box each: two small pits a few pixels apart "
+                                  "make one region of the map (its patch pooling), not one pit.")
+    neighbour_max_px: float = Field(40.0, gt=0, description="Only boxes whose longer side is at most this "
+                                    "(working pixels) are searched beside (a pit's size, not a smear's).")
+    neighbour_window: float = Field(1.5, ge=1.0, le=4.0, description="The search window: the box grown "
+                                    "about its centre by this factor.")
+    neighbour_strength: float = Field(1.5, gt=0, description="A spot needs this many times the frame's "
+                                      "0.999 quantile of the dark-spot response (its own units).")
+    neighbour_sigmas_px: tuple[float, ...] = Field((1.5, 2.5, 4.0), min_length=1, description="Dark-spot "
+                                                   "scales (Gaussian sigma, frame pixels).")
     smooth_cells: float = Field(1.0, ge=0, description="Gaussian smoothing of each distance map "
                                 "(in patches).")
     border_px: int = Field(12, ge=0, description="Working pixels at the border that are not judged.")
@@ -321,21 +333,35 @@ class TextureModel:
         cells, s = self._grid(image)
         return self._to_map(cells, image.shape, s), s
 
-    def boxes(self, cells: np.ndarray, s: float, frame_shape: tuple[int, int], threshold: float = 1.0):
-        """The boxes of a cell map (threshold units) at ``threshold`` (the sweep's sensitivity divides it)."""
-        p = self.cfg.boxes.model_copy(update={"threshold": threshold})
-        return boxes_from_peaks(cells, self.cfg.stride_px, p, self.cfg.box_level, self.cfg.box_grow,
-                                lambda v: v / s, frame_shape, self.cfg.box_footprint_px)
+    def boxes(self, cells: np.ndarray, s: float, frame_shape: tuple[int, int], threshold: float = 1.0,
+              gray: np.ndarray | None = None):
+        """The boxes of a cell map (threshold units) at ``threshold`` (the sweep's sensitivity divides it);
+        with the frame's grey image, the separate dark spots beside compact boxes too."""
+        cfg = self.cfg
+        p = cfg.boxes.model_copy(update={"threshold": threshold})
+        boxes = boxes_from_peaks(cells, cfg.stride_px, p, cfg.box_level, cfg.box_grow,
+                                 lambda v: v / s, frame_shape, cfg.box_footprint_px)
+        if gray is not None and cfg.neighbour_spots and boxes:
+            boxes = neighbour_boxes(boxes, gray, s, cfg.neighbour_sigmas_px, cfg.neighbour_max_px,
+                                    cfg.neighbour_window, cfg.neighbour_strength, p.max_boxes)
+        return boxes
 
     def find(self, image: np.ndarray) -> Regions:
         cells, s = self._grid(image)
         p = self.cfg.boxes
-        boxes = self.boxes(cells, s, image.shape[:2], p.threshold)
+        boxes = self.boxes(cells, s, image.shape[:2], p.threshold, gray_of(image))
         a = self._to_map(cells, image.shape, s)
         summary, score = summarize(a, None, boxes, p.threshold)
         full = cv2.resize(a, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR) if s < 1 else a
         return Regions(score=score, boxes=tuple(boxes), summary=summary, model=self.fingerprint,
                        anomaly_map=full)
+
+
+def gray_of(image: np.ndarray) -> np.ndarray:
+    """A frame's grey image (the neighbour spots are searched on it)."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return image if image.ndim == 2 else image[:, :, 0]
 
 
 def read_with_mask(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:

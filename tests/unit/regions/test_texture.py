@@ -111,6 +111,50 @@ def test_the_box_footprint_is_taken_off_in_quadrature():
     assert abs((c.x1 + c.x2) / 2 - 82) <= 1  # about the same centre
 
 
+def test_a_separate_dark_spot_beside_a_compact_box_gets_a_box_of_its_own():
+    from edge_inspector.envelope import Box
+    from edge_inspector.regions.texture_boxes import neighbour_boxes
+
+    boxed = [Box(188, 138, 212, 162, score=2.0)]  # the map's box around a pit of radius 10 at (200, 150)
+    args = dict(scale=0.5, sigmas=(1.5, 2.5, 4.0), max_side=40.0, window=1.5, strength=1.5, limit=10)
+    for seed in range(3):
+        # a small pit 17 px beside it: one region of the map (its patch pooling), two spots in the frame
+        gray = surface(seed, size=(400, 600), pits=[(200, 150, 10), (217, 152, 4)])
+        out = neighbour_boxes(boxed, gray, **args)
+        assert out[0] == boxed[0] and len(out) == 2, out
+        assert iou(out[1].as_list(), annotated(217, 152, 4, margin=1)) > 0.33, out
+        assert neighbour_boxes(boxed, gray, **{**args, "limit": 1}) == boxed  # the box limit holds
+        # a box too large to be one pit (a smear) is not searched beside
+        wide = [Box(150, 100, 212, 200, score=2.0)]
+        assert neighbour_boxes(wide, gray, **args) == wide
+        # one pit alone: its own darker parts get no box
+        alone = surface(seed, size=(400, 600), pits=[(200, 150, 10)])
+        assert neighbour_boxes(boxed, alone, **args) == boxed
+
+
+def test_the_model_boxes_neighbour_spots_from_the_frame(model):
+    # the map's region around a pit (at the working scale 0.5, cells of 4 px), the frame holding a
+    # second, smaller pit just beside that region: a box each; without the frame (or the option) one
+    frame = surface(7, size=(400, 600), pits=[(200, 150, 10), (217, 152, 4)])
+    cells = np.zeros((50, 75), np.float32)
+    cells[17:21, 23:27] = 3.0  # working pixels 92-108 x 68-84: frame 184-216 x 136-168
+    one = model.boxes(cells, 0.5, frame.shape[:2], 1.0)
+    two = model.boxes(cells, 0.5, frame.shape[:2], 1.0, frame)
+    assert len(one) == 1 and len(two) == 2 and two[0] == one[0], (one, two)
+    assert iou(two[1].as_list(), annotated(217, 152, 4, margin=1)) > 0.33, two
+    no_spots = model.cfg.model_copy(update={"neighbour_spots": False})
+    plain = TextureModel(no_spots, [surface(s) for s in range(4)])
+    assert len(plain.boxes(cells, 0.5, frame.shape[:2], 1.0, frame)) == 1
+
+
+def test_a_pit_alone_gets_no_neighbour_box(model):
+    no_spots = model.cfg.model_copy(update={"neighbour_spots": False})
+    plain = TextureModel(no_spots, [surface(s) for s in range(8)])
+    for seed in (105, 108, 109):
+        frame = surface(seed, pits=[(200, 120, 9)])
+        assert model.find(frame).boxes == plain.find(frame).boxes
+
+
 def test_self_distance_finds_what_has_no_twin_farther_away():
     rng = np.random.default_rng(0)
     z = np.tile(rng.normal(0, 1, (40, 8, 6)), (1, 2, 1)).astype(np.float32)  # every cell's twin: 8 columns on
