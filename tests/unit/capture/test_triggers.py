@@ -53,9 +53,11 @@ def test_timer_fires_at_its_rate_and_stops() -> None:
     bus = TriggerBus()
     timer = TimerTrigger(bus, rate_hz=100, count=10).start()
     t0 = time.monotonic()
-    events = [bus.wait(1) for _ in range(10)]
+    events = [bus.wait(30) for _ in range(10)]
     assert None not in events and {e.origin for e in events} == {"timer"}
-    assert 0.08 <= time.monotonic() - t0 < 1.0
+    # no faster than the rate (nine periods between ten events); the upper bound only says it stops
+    # being a timer at all, with room for a loaded machine
+    assert 0.08 <= time.monotonic() - t0 < 30.0
     timer.stop()
     with pytest.raises(ValueError):
         TimerTrigger(bus, rate_hz=0)
