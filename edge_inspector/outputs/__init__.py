@@ -30,6 +30,7 @@ class Outputs:
         self._closed = False
 
     def emit(self, inspection: Inspection) -> None:
+        self.correct_late_gates()
         for out in self.outputs:
             try:
                 out.emit(inspection)
@@ -42,6 +43,27 @@ class Outputs:
             except Exception as exc:  # noqa: BLE001
                 log.error("output_gate_failed", output=out.name, part_id=inspection.frame.part_id,
                           error=f"{type(exc).__name__}: {exc}")
+
+    def correct_late_gates(self) -> None:
+        """Hands each gate answer that came after its part was recorded ``unconfirmed`` to the
+        outputs that keep records (before each part, and at close): what the gate did is what is
+        recorded, if late."""
+        for gate in self.outputs:
+            try:
+                late = gate.late_gates()
+            except Exception as exc:  # noqa: BLE001
+                log.error("output_gate_failed", output=gate.name, error=f"{type(exc).__name__}: {exc}")
+                continue
+            for part_id, action, how in late:
+                for out in self.outputs:
+                    if out is gate:
+                        continue
+                    try:
+                        out.regate(part_id, action, how)
+                    except Exception as exc:  # noqa: BLE001
+                        self.failures[out.name] += 1
+                        log.error("output_failed", output=out.name, part_id=part_id,
+                                  error=f"{type(exc).__name__}: {exc}")
 
     def fault(self) -> str | None:
         """Why an output cannot record now (its last write failed), or None."""
@@ -58,6 +80,7 @@ class Outputs:
         if self._closed:
             return
         self._closed = True
+        self.correct_late_gates()  # the last parts' late answers, before the store closes
         for out in reversed(self.owned):
             try:
                 out.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from edge_inspector.envelope import Inspection
+from edge_inspector.envelope import Action, Inspection
 
 
 class Output(ABC):
@@ -23,6 +23,15 @@ class Output(ABC):
         it (the decision's ``action`` and ``gate``); the outputs after it record that. None: this
         output is not a gate. Called after ``emit``, also when ``emit`` raised."""
         return None
+
+    def late_gates(self) -> list[tuple[str, Action, str]]:
+        """A gate whose answer came after the part was recorded ``unconfirmed``: what it did then,
+        as (part id, action, gate), each once. Empty for an output that is not a gate."""
+        return []
+
+    def regate(self, part_id: str, action: Action, gate: str) -> None:  # noqa: B027 - optional hook
+        """An output that keeps records corrects the part's ``unconfirmed`` record to what the gate
+        did (the store); the others ignore it."""
 
     def health(self) -> dict[str, Any]:
         return {"name": self.name, "state": "ok"}

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import sqlite_utils
 import structlog
 
-from edge_inspector.envelope import Inspection
+from edge_inspector.envelope import Action, Inspection
 from edge_inspector.errors import StartupError
 from edge_inspector.outputs import schema
 from edge_inspector.outputs.base import Output
@@ -177,6 +177,7 @@ class Store(Output):
         self.rows = 0
         self.refused = 0
         self.failed = 0  # writes that failed (disk full, I/O)
+        self.regated = 0  # unconfirmed rows corrected by a late gate answer
         self.fault: str | None = None
         self.wal_max_bytes = int(wal_max_mb * 1024 * 1024)
         self.wal_fault: str | None = None  # the log cannot be checkpointed (rows still recorded)
@@ -279,6 +280,17 @@ class Store(Output):
             raise
         self.rows += 1
 
+    def regate(self, part_id: str, action: Action, gate: str) -> None:
+        """The gate's answer came after the row was written ``unconfirmed``: the row is corrected
+        to what the gate did (its ``action`` and ``gate``); any other row is left as it is."""
+        conn = self.db.conn
+        with conn:
+            n = conn.execute(f"UPDATE {TABLE} SET action = ?, gate = ? WHERE part_id = ? AND gate = 'unconfirmed'",
+                             (str(action), gate, part_id)).rowcount
+        if n:
+            self.regated += 1
+            log.info("store_gate_corrected", part_id=part_id, action=str(action), gate=gate)
+
     def _refuse(self, part_id: str) -> None:
         self.refused += 1
         raise DuplicatePart(f"part {part_id} is in the store already: this inspection is refused, "
@@ -288,7 +300,8 @@ class Store(Output):
         state = "failing" if self.fault else "wal_not_checkpointed" if self.wal_fault else "ok"
         return {"name": self.name, "state": state, "fault": self.fault, "wal_fault": self.wal_fault,
                 "wal_checks_failed": self.wal_checks_failed, "rows_written": self.rows,
-                "refused": self.refused, "failed": self.failed, "path": str(self.path)}
+                "refused": self.refused, "failed": self.failed, "regated": self.regated,
+                "path": str(self.path)}
 
     def close(self) -> None:
         """Once the worker and the services are stopped (the daemon's shutdown order)."""

@@ -311,8 +311,13 @@ class PartTable:
         part.done.set()
         self.counters[result] += 1
         if late:
+            action, how = self._gate_of(part, part.result, part.action or Action.PASS)
+            with self._lock:
+                self._late.append((part.key, action, how))
             log.warning("plc_gate_outcome_after_record", port=self.cfg.port, part_id=part.key,
-                        result=result, why="the store and MQTT recorded it as unconfirmed")
+                        result=result, gate=how, action=str(action),
+                        why="recorded as unconfirmed: the store's row is corrected, the MQTT result "
+                            "is not sent again")
         self._pump_arms()
 
     def _prune(self, now: float) -> None:

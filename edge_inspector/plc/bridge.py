@@ -58,6 +58,9 @@ NOT_AT_GATE = ("undelivered", "refused_unknown_part", "refused_bad_value", "refu
                "refused_not_configured")
 
 
+CLOSE_WAIT_S = 2.0  # at shutdown, the longest wait for the gate's answers to the last decisions
+
+
 class PlcLinkError(RuntimeError):
     """A decision that could not be delivered to the bridge; the message says why."""
 
@@ -91,6 +94,7 @@ class BridgeLink(PartTable, BridgeSession, Output):
         self._table: set[Part] = set()  # parts that may hold an entry of the bridge's table
         self._waiting: deque[Part] = deque()  # ARMs held back until an entry frees
         self._rearm: set[Part] = set()  # uncertain or lost parts to arm again once that is safe
+        self._late: list[tuple[str, Action, str]] = []  # gate answers after an unconfirmed record
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,9 +130,15 @@ class BridgeLink(PartTable, BridgeSession, Output):
     def close(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
-            end = time.monotonic() + 0.3  # let the last decisions be answered
-            while self.t.unanswered and self.t.connected and time.monotonic() < end:
+            # let the last decisions be answered: their frames ACKed (0.3 s at most), and the
+            # gate's answer (APPLIED or the fail-safe, which comes by the part's deadline) heard,
+            # so that a part recorded 'unconfirmed' is corrected as the outputs close (2 s at most)
+            now = time.monotonic()
+            acks, cap = now + 0.3, now + CLOSE_WAIT_S
+            while self.t.connected and now < cap and (
+                    (self.t.unanswered and now < acks) or self._decided_unanswered(now)):
                 time.sleep(0.005)
+                now = time.monotonic()
             self._stop.set()
             thread.join(timeout=5)
         self.t.drop_all()
@@ -189,6 +199,16 @@ class BridgeLink(PartTable, BridgeSession, Output):
             log.warning("plc_gate_differs", port=self.cfg.port, part_id=part.key,
                         decided=str(d.action), gate=str(action), how=how)
         return replace(inspection, decision=replace(d, action=action, gate=how))
+
+    def _decided_unanswered(self, now: float) -> bool:
+        with self._lock:
+            return any(x.action is not None and x.result is None and now < x.deadline_mono + 0.1
+                       for x in self._parts.values())
+
+    def late_gates(self) -> list[tuple[str, Action, str]]:
+        with self._lock:
+            late, self._late = self._late, []
+        return late
 
     def _give_up_unsent(self, part: Part) -> bool:
         """Whether ``part`` was still open and no ARM of it was ever transmitted; if so it is

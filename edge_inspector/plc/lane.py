@@ -36,5 +36,8 @@ class Lane(Output):
     def gate(self, inspection: Inspection) -> Inspection | None:
         return self.link.gate(inspection) if self._mine(inspection) else None
 
+    def late_gates(self):
+        return self.link.late_gates()  # the link holds only its camera's parts
+
     def health(self) -> dict[str, Any]:
         return {**self.link.health(), "name": self.name, "camera": self.camera}

@@ -200,6 +200,30 @@ def test_the_daemon_records_what_the_gate_did_not_what_it_decided(sim, station_c
     assert len(pulses(sim, start)) == 1  # the bridge's fail-safe for part 2, nothing else
 
 
+def test_a_gate_answer_that_comes_after_the_record_corrects_the_row(sim, station_config):
+    """A gate wait far shorter than the bridge's round trip: every part is first recorded
+    'unconfirmed' (it used to stay so); the bridge's APPLIED, when it comes, corrects the row before
+    the next part is recorded or when the station stops."""
+    import sqlite3
+
+    from edge_inspector import daemon
+    from edge_inspector.config import load_config
+
+    cfg = load_config(station_config(
+        plc={"kind": "bridge", "port": sim.pty, "boot_wait_ms": 0, "reject_pulse_ms": 5, "gate_wait_ms": 0.001},
+        policy={"deadline_ms": 5000}, capture={"kind": "demo", "design_seed": 7, "seed": 5100, "defect_rate": 0.5}))
+    station = daemon.Station.build(cfg)
+    start = sim.mark()
+    assert station.run(max_parts=4, install_signals=False) == 0  # the link waits for the last answers
+    db = sqlite3.connect(cfg.db_path)
+    rows = db.execute("SELECT outcome, action, gate FROM inspections ORDER BY seq").fetchall()
+    db.close()
+    assert len(rows) == 4 and all(g == "applied" for _, _, g in rows), rows
+    assert all(a == ("REJECT" if o == "REJECT" else "PASS") for o, a, _ in rows), rows
+    wait_for(lambda: len(pulses(sim, start)) >= sum(a == "REJECT" for _, a, _ in rows), 30.0)
+    assert len(pulses(sim, start)) == sum(a == "REJECT" for _, a, _ in rows)
+
+
 def test_a_station_that_cannot_record_raises_the_bridge_fault_and_its_failsafe_is_pulsed(
         sim, station_config, monkeypatch):
     """A store that cannot write (every write refused on the store's connection): the bridge is

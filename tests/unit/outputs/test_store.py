@@ -36,7 +36,7 @@ def inspection(outcome=Outcome.REJECT, part=None):
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "db" / "i.db", RejectImages(RejectImagesConfig(), tmp_path / "rejects"), lambda: VERSIONS)
+    s = Store(tmp_path / "db" / "i.db", RejectImages(RejectImagesConfig(audit_share=0.0), tmp_path / "rejects"), lambda: VERSIONS)  # no pass sampled for audit
     yield s
     s.close()
 
@@ -209,3 +209,44 @@ def test_the_outputs_after_a_gate_record_what_the_gate_did(store, fail_emit):
 def test_without_a_gate_the_row_has_no_gate(store):
     Outputs([store]).emit(inspection(Outcome.REJECT))
     assert store.db.execute(f"SELECT action, gate FROM {TABLE}").fetchone() == ("REJECT", None)
+
+
+def test_a_gate_answer_after_the_record_corrects_the_unconfirmed_row_only(store):
+    """What the gate did is what is recorded, if late: the row written 'unconfirmed' is corrected
+    before the next part (or at close); a row the gate had answered for is never touched."""
+    from edge_inspector.envelope import Action
+
+    class LateGate(Output):
+        name = "plc"
+
+        def __init__(self):
+            self.late = []
+
+        def emit(self, inspection):
+            pass
+
+        def gate(self, inspection):
+            how = "applied" if inspection is answered else "unconfirmed"
+            return replace(inspection, decision=replace(inspection.decision, gate=how))
+
+        def late_gates(self):
+            late, self.late = self.late, []
+            return late
+
+    gate = LateGate()
+    outputs = Outputs([gate, store], owned=[store])
+    first, second, answered = inspection(Outcome.PASS), inspection(Outcome.PASS), inspection(Outcome.PASS)
+    outputs.emit(answered)
+    outputs.emit(first)
+    gate.late = [(first.frame.part_id, Action.REJECT, "failsafe_deadline"), ("elsewhere", Action.PASS, "applied"),
+                 (answered.frame.part_id, Action.REJECT, "failsafe_deadline")]
+    outputs.emit(second)
+    gate.late = [(second.frame.part_id, Action.PASS, "applied")]
+    outputs.close()  # the last part's answer too
+    conn = sqlite3.connect(store.path)
+    rows = conn.execute(f"SELECT part_id, outcome, action, gate FROM {TABLE} ORDER BY id").fetchall()
+    conn.close()
+    assert rows == [(answered.frame.part_id, "PASS", "PASS", "applied"),
+                    (first.frame.part_id, "PASS", "REJECT", "failsafe_deadline"),
+                    (second.frame.part_id, "PASS", "PASS", "applied")]
+    assert store.regated == 2

@@ -180,3 +180,9 @@ def test_the_gate_reports_what_the_bridge_did(peer, make_link):
     d = link.gate(insp).decision
     assert (d.action, d.gate) == (Action.REJECT, "unconfirmed")
     assert time.monotonic() - t0 >= link.gate_wait_s * 0.9
+    assert link.late_gates() == []  # nothing came after a record yet
+    # the bridge's answer comes after the part was recorded: it is handed on once, for the record
+    peer.event(p.Failsafe(bridge_id(link, quiet), p.FailsafeReason.DEADLINE, p.Verdict.REJECT, 9, 0))
+    wait_for(lambda: link.part_result(quiet.part_id) == "failsafe_deadline")
+    assert link.late_gates() == [(quiet.part_id, Action.REJECT, "failsafe_deadline")]
+    assert link.late_gates() == []
