@@ -190,6 +190,14 @@ class TextureModel:
             raise StartupError("the texture model needs at least one known-good image")
         self.cfg = cfg
         masks = masks if masks is not None else [None] * len(images)
+        if len(masks) != len(images):
+            raise StartupError(f"{len(masks)} masks for {len(images)} known-good images")
+        # in the order of their content: the calibration's folds and the bank's sample do not depend
+        # on how the images were listed (a station's reference first and then its folder, or a
+        # tool's index), so one set of images is one model
+        order = sorted(range(len(images)), key=lambda i: hashlib.sha256(
+            np.ascontiguousarray(images[i]).tobytes()).hexdigest())
+        images, masks = [images[i] for i in order], [masks[i] for i in order]
         grids = []
         for img, mask in zip(images, masks):
             if mask is not None and mask.shape[:2] != img.shape[:2]:

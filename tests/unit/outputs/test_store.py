@@ -18,8 +18,11 @@ from edge_inspector.versions import Versions
 VERSIONS = Versions("s1", "mh", "ch", "pcb", "0123abcd4567")
 
 
+PARTS = PartFactory(1.0)  # one factory: its part ids never repeat (run tags made in one second could)
+
+
 def inspection(outcome=Outcome.REJECT, part=None):
-    trig = PartFactory(1.0).trigger("cam")
+    trig = PARTS.trigger("cam")
     frame = trig.frame(np.full((64, 64), 100, np.uint8))
     regions = Regions(score=2.0, boxes=(Box(5, 5, 30, 30, 2.0, 12),), summary=MapSummary(2, 0.1, 0.5, 12),
                       model="m")

@@ -19,8 +19,11 @@ DETAILS = {"p_logit": 0.8125, "decision_mass": 0.99, "vote_share": 0.6, "valid_v
            "prefix_cache_hit": True, "constrained": True, "timings_ms": {"total_ms": 3.0}}
 
 
+PARTS = PartFactory(1.0)  # one factory: its part ids never repeat (run tags made in one second could)
+
+
 def inspection(details, decided_by="vlm"):
-    frame = PartFactory(1.0).trigger("cam").frame(np.full((64, 64), 100, np.uint8))
+    frame = PARTS.trigger("cam").frame(np.full((64, 64), 100, np.uint8))
     regions = Regions(score=2.0, boxes=(Box(5, 5, 30, 30, 2.0, 12),), summary=MapSummary(2, 0.1, 0.5, 12),
                       model="m")
     votes = tuple(Vote(defective=i < 3, defect_type="short" if i < 3 else None) for i in range(5))

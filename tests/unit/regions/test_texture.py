@@ -155,6 +155,23 @@ def test_a_pit_alone_gets_no_neighbour_box(model):
         assert model.find(frame).boxes == plain.find(frame).boxes
 
 
+def test_one_set_of_known_good_images_is_one_model_whatever_their_order():
+    """A station lists its reference first and then its folder, a tool its index: the calibration's
+    folds and the bank's sample follow the images' content, not the list's order."""
+    goods = [surface(s) for s in range(6)]
+    masks = [None] * 5 + [np.zeros(goods[5].shape[:2], np.uint8)]
+    masks[5][40:80, 40:80] = 1  # the masks travel with their images
+    cfg = TextureConfig(false_box_rate=0.01)
+    a = TextureModel(cfg, goods, masks)
+    order = [3, 5, 0, 4, 1, 2]
+    b = TextureModel(cfg, [goods[i] for i in order], [masks[i] for i in order])
+    assert (a.fingerprint, a.level, a.patches) == (b.fingerprint, b.level, b.patches)
+    frame = surface(99, pits=[(150, 100, 4)])
+    assert [x.as_list() for x in a.find(frame).boxes] == [x.as_list() for x in b.find(frame).boxes]
+    with pytest.raises(StartupError, match="2 masks for 6"):
+        TextureModel(cfg, goods, masks[:2])
+
+
 def test_self_distance_finds_what_has_no_twin_farther_away():
     rng = np.random.default_rng(0)
     z = np.tile(rng.normal(0, 1, (40, 8, 6)), (1, 2, 1)).astype(np.float32)  # every cell's twin: 8 columns on

@@ -13,8 +13,11 @@ from edge_inspector.policy import Policy, PolicyConfig
 from edge_inspector.review.queue import QueueSettings, build_queue
 
 
+PARTS = PartFactory(1.0)  # one factory: its part ids never repeat (62 run tags made in one second could)
+
+
 def a_pass(p: float, share: float | None = None) -> Inspection:
-    frame = PartFactory(1.0).trigger("cam").frame(np.full((64, 64), 100, np.uint8))
+    frame = PARTS.trigger("cam").frame(np.full((64, 64), 100, np.uint8))
     regions = Regions(score=0.5, boxes=(Box(5, 5, 30, 30, 0.5, 12),), summary=MapSummary(0.5, 0.1, 0.5, 12),
                       model="m")
     v = Verdict(defective=False, p_defective=p, confidence=max(p, 1 - p), decided_by="vlm", model="m",
