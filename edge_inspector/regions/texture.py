@@ -16,7 +16,8 @@ over the frame (its own units, whatever the light or magnification); the anomaly
 The threshold is calibrated on held-out known-good images (folds, each scored against a model of
 the others): a Gumbel fitted to the lower half of their per-image maxima gives the value a good frame
 exceeds with probability ``false_box_rate`` (known-good areas that hold wear or unlabelled defects
-move the upper tail, not the fit). The map is divided by it, so 1.0 is the threshold. Boxes are the
+move the upper tail, not the fit); the folds are dealt ``calibration_rounds`` times, each time in
+another order, and the threshold is the median of the rounds'. The map is divided by it, so 1.0 is the threshold. Boxes are the
 regions around the map's peaks, and separate dark spots beside a compact one at the frame's own
 resolution (``texture_boxes.py``).
 
@@ -119,6 +120,10 @@ class TextureConfig(RefineFields):
                                   "expected share of good frames with a false box, at sensitivity 1.")
     calibration_images: int = Field(40, ge=2, description="At most this many held-out known-good images "
                                     "are scored for the calibration (bounds the fit time).")
+    calibration_rounds: int = Field(3, ge=1, le=16, description="Calibration: the known-good images are "
+                                    "dealt into folds this many times, each time in another order, and "
+                                    "the threshold is the median of the rounds' (one assignment of folds "
+                                    "is one draw; the fit time grows with it).")
     sensitivity: float = Field(1.0, gt=0, description="Divides the calibrated threshold: above 1 flags more.")
     box_level: float = Field(0.3, gt=0, lt=1, description="A box covers the region around its peak where "
                              "the map is at least this fraction of the peak: the anomaly's extent, "
@@ -282,8 +287,9 @@ class TextureModel:
     def _calibrate(self, grids: list[Grid], sizes: list[tuple[int, int]],
                    rng: np.random.Generator) -> tuple[float, np.ndarray]:
         """The per-image maxima of held-out known-good maps and the threshold fitted on them. Folds of
-        images (interleaved, up to five), each scored against explainers built from the others; one
-        image: its left and right halves (not aligned with each other: no position explainer)."""
+        images (up to five), each scored against explainers built from the others, dealt
+        ``calibration_rounds`` times; one image: its left and right halves (not aligned with each
+        other: no position explainer)."""
         cfg = self.cfg
         halves = len(grids) == 1
         if halves:
@@ -294,11 +300,33 @@ class TextureModel:
         k = min(len(grids), 5)
         per_fold = max(1, -(-cfg.calibration_images // k))
         units = max(1, -(-16 // min(len(grids), cfg.calibration_images)))  # at least 16 maxima to fit
+        # one fold assignment is one draw: which images sit out together moves the threshold (on
+        # BSData, between 7 and 9 of 18 test pits at the same sensitivity). Each round deals the images
+        # into folds in another order; the threshold is the median of the rounds' thresholds.
+        rounds = 1 if halves or len(grids) <= k else cfg.calibration_rounds
+        levels, maxima = [], []
+        for r in range(rounds):
+            order = np.arange(len(grids)) if r == 0 else np.random.default_rng([cfg.seed, r]).permutation(len(grids))
+            fold = np.empty(len(grids), int)
+            fold[order] = np.arange(len(grids)) % k
+            v = self._fold_maxima(grids, sizes, fold, k, per_fold, units, halves, rng)
+            if v.size:
+                levels.append(gumbel_threshold(v, cfg.false_box_rate, units))
+                maxima.append(v)
+        if not levels:
+            raise StartupError("the texture model has too few known-good patches to calibrate its threshold")
+        self.round_levels = tuple(levels)
+        return max(float(np.median(levels)), 1e-3), np.concatenate(maxima)
+
+    def _fold_maxima(self, grids: list[Grid], sizes: list[tuple[int, int]], fold: np.ndarray, k: int,
+                     per_fold: int, units: int, halves: bool, rng: np.random.Generator) -> np.ndarray:
+        """The held-out maxima of one fold assignment (``fold[i]``: the fold of image i)."""
+        cfg = self.cfg
         maxima = []
         for i in range(k):
-            held = list(zip(grids[i::k], sizes[i::k]))
-            other = [g for j, g in enumerate(grids) if j % k != i]
-            other_sizes = [z for j, z in enumerate(sizes) if j % k != i]
+            held = [(g, z) for g, z, f in zip(grids, sizes, fold) if f == i]
+            other = [g for g, f in zip(grids, fold) if f != i]
+            other_sizes = [z for z, f in zip(sizes, fold) if f != i]
             scorer = None
             if "bank" in cfg.explainers:
                 rows = np.concatenate([z[g] for z, g in other])
@@ -314,10 +342,7 @@ class TextureModel:
                 for part, ok in parts:
                     if ok.any():
                         maxima.append(float(part[ok].max()))
-        if not maxima:
-            raise StartupError("the texture model has too few known-good patches to calibrate its threshold")
-        v = np.array(maxima)
-        return max(gumbel_threshold(v, cfg.false_box_rate, units), 1e-3), v
+        return np.array(maxima)
 
     def _grid(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         if image is None or image.size == 0 or min(image.shape[:2]) < 8:

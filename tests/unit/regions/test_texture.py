@@ -307,3 +307,19 @@ def test_per_part_reference_is_one_shot():
     assert finder.find(trig.frame(surface(142), reference=surface(0))).boxes == ()
     with pytest.raises(ValueError, match="no known-good images"):
         finder.find(trig.frame(surface(141)))
+
+
+def test_the_threshold_is_the_median_of_several_fold_assignments():
+    """One assignment of the known-good images to folds is one draw of the threshold: each round deals
+    them in another order, and the median of the rounds' thresholds is the model's."""
+    goods = [surface(s) for s in range(12)]
+    one = TextureModel(TextureConfig(calibration_rounds=1), goods)
+    five = TextureModel(TextureConfig(calibration_rounds=5), goods)
+    assert len(one.round_levels) == 1 and one.level == pytest.approx(one.round_levels[0])
+    assert len(five.round_levels) == 5
+    assert len(set(round(v, 6) for v in five.round_levels)) > 1  # the rounds really deal differently
+    assert five.level == pytest.approx(float(np.median(five.round_levels)))
+    assert five.round_levels[0] == pytest.approx(one.level)  # the first round: the folds as before
+    # as many images as folds: every dealing is the same, one round is enough
+    few = TextureModel(TextureConfig(calibration_rounds=5), goods[:4])
+    assert len(few.round_levels) == 1
