@@ -79,8 +79,9 @@ class TextureConfig(RefineFields):
     patch_px: int = Field(8, ge=2, le=64, description="Patch size (working pixels): features are pooled "
                           "over a Gaussian window of this width.")
     stride_px: int = Field(4, ge=1, le=32, description="Distance between patch centres (working pixels).")
-    scales: tuple[float, ...] = Field((1.0, 2.0, 4.0), min_length=1, description="Filter-bank scales "
-                                      "(Gaussian sigma, working pixels).")
+    scales: tuple[float, ...] = Field((0.5, 1.0, 2.0, 4.0), min_length=1, description="Filter-bank "
+                                      "scales (Gaussian sigma, working pixels): the finest, one frame "
+                                      "pixel at scale 0.5, sees the grain inside a pit.")
     color: bool = Field(True, description="Use the chroma of colour frames (Lab a, b) as features.")
     blob_features: bool = Field(True, description="Add spot features per scale (the weakest oriented "
                                 "energy, the Hessian determinant, the dark-spot Laplacian, each the "

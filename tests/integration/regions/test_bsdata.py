@@ -50,13 +50,12 @@ def test_the_position_explainer_serves_only_aligned_views(sweep):
 @pytest.mark.slow
 def test_the_test_split_at_the_default(sweep):
     r = sweep[1.0]
-    # measured: 7 of 18 pits at IoU > 0.33, 7 of 14 images flagged, 2 boxes on 24 unannotated images
-    # (the images in the order of their content; in the index's order the calibration's folds gave
-    # 9 of 18, the station's order 8: the threshold's variance; before the position explainer was
-    # keyed by the frame's size and the self slack: 5 of 18)
+    # measured: 11 of 18 pits at IoU > 0.33, 11 of 14 images flagged, 3 boxes on 24 unannotated
+    # images (before the filter bank's finest scale, 0.5 working px: 7 of 18, 7 of 14, 2 boxes;
+    # before the position explainer was keyed by the frame's size and the self slack: 5 of 18)
     assert r["pits"] == 18
-    assert r["found"] >= 6, r
-    assert r["images_flagged"] >= 0.42, r
+    assert r["found"] >= 9, r
+    assert r["images_flagged"] >= 0.64, r
     assert r["boxes_per_unannotated_image"] <= 0.25, r
 
 
@@ -64,9 +63,10 @@ def test_the_test_split_at_the_default(sweep):
 @pytest.mark.slow
 def test_the_test_split_at_sensitivity_1_4(sweep):
     r = sweep[1.4]
-    # measured: 13 of 18 pits, 13 of 14 images flagged, 0.54 boxes per unannotated image
-    assert r["found"] >= 11, r
-    assert r["boxes_per_unannotated_image"] <= 0.8, r
+    # measured: 13 of 18 pits, 13 of 14 images flagged, 0.96 boxes per unannotated image (before the
+    # finest scale: 13 of 18 at 0.54)
+    assert r["found"] >= 12, r
+    assert r["boxes_per_unannotated_image"] <= 1.25, r
     assert r["recall"] >= sweep[1.0]["recall"]
 
 
