@@ -17,9 +17,9 @@ The threshold is calibrated on held-out known-good images (folds, each scored ag
 the others): a Gumbel fitted to the lower half of their per-image maxima gives the value a good frame
 exceeds with probability ``false_box_rate`` (known-good areas that hold wear or unlabelled defects
 move the upper tail, not the fit); the folds are dealt ``calibration_rounds`` times, each time in
-another order, and the threshold is the median of the rounds'. The map is divided by it, so 1.0 is the threshold. Boxes are the
-regions around the map's peaks, and separate dark spots beside a compact one at the frame's own
-resolution (``texture_boxes.py``).
+another order, and the threshold is the median of the rounds'. The map is divided by it, so 1.0 is
+the threshold. Boxes are the regions around the map's peaks, and separate dark spots beside a
+compact one at the frame's own resolution (``texture_boxes.py``).
 
 A model can learn from the known-good *areas* of images: a mask per image marks what to leave out
 (a defect, or anything not certified good).
@@ -307,7 +307,8 @@ class TextureModel:
         rounds = 1 if halves or len(grids) <= k else cfg.calibration_rounds
         levels, maxima = [], []
         for r in range(rounds):
-            order = np.arange(len(grids)) if r == 0 else np.random.default_rng([cfg.seed, r]).permutation(len(grids))
+            order = (np.arange(len(grids)) if r == 0
+                     else np.random.default_rng([cfg.seed, r]).permutation(len(grids)))
             fold = np.empty(len(grids), int)
             fold[order] = np.arange(len(grids)) % k
             v = self._fold_maxima(grids, sizes, fold, k, per_fold, units, halves, rng)
