@@ -31,7 +31,7 @@ from edge_inspector.outputs.images import RejectImagesConfig
 from edge_inspector.outputs.mqtt.config import MqttConfig
 from edge_inspector.plc.config import NoPlcConfig, PlcConfig
 from edge_inspector.policy import PolicyConfig
-from edge_inspector.regions.texture import TextureConfig
+from edge_inspector.regions.texture_config import TextureConfig
 from edge_inspector.regions.variation import VariationConfig
 from edge_inspector.service.config import ServiceConfig
 
