@@ -102,6 +102,10 @@ class TableWriter(Protocol):
 
     def write(self, db: sqlite_utils.Database, inspection: Inspection) -> None: ...
 
+    def regate(self, db: sqlite_utils.Database, part_id: str, action: Action, gate: str) -> None:
+        """The part's ``unconfirmed`` row was just corrected to what the gate did (inside that
+        transaction)."""
+
 
 class ImageSaver(Protocol):
     def save(self, inspection: Inspection) -> str | None: ...
@@ -284,9 +288,19 @@ class Store(Output):
         """The gate's answer came after the row was written ``unconfirmed``: the row is corrected
         to what the gate did (its ``action`` and ``gate``); any other row is left as it is."""
         conn = self.db.conn
-        with conn:
+        # the correction and what the writers make of it (the MQTT outbox's message): together
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             n = conn.execute(f"UPDATE {TABLE} SET action = ?, gate = ? WHERE part_id = ? AND gate = 'unconfirmed'",
                              (str(action), gate, part_id)).rowcount
+            if n:
+                for writer in self.writers:
+                    writer.regate(self.db, part_id, action, gate)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         if n:
             self.regated += 1
             log.info("store_gate_corrected", part_id=part_id, action=str(action), gate=gate)

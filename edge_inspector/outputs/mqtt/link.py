@@ -67,7 +67,7 @@ def build_mqtt(cfg: Any, versions: Callable[[], Versions]) -> MqttLink:
                 raise StartupError(f"mqtt.tls.{key}: {path} is not a readable file")
     topics = Topics.of(m.topic_prefix, cfg.station.name, per_camera=cfg.multi_camera)
     outbox = Outbox((lambda i: topics.result_for(i.frame.camera)) if cfg.multi_camera else topics.result,
-                    versions, m.outbox_max_rows)
+                    versions, m.outbox_max_rows, gate_topic=topics.gate)
     publisher = MqttPublisher(m, cfg.db_path, cfg.station.data_dir, topics, outbox, versions, password,
                               client_name=cfg.station.name)
     from edge_inspector.outputs.mqtt.ha_discovery import discovery_messages

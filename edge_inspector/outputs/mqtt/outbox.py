@@ -15,6 +15,7 @@ dropped (the part's row stays in the inspections table), counted and logged.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -25,9 +26,9 @@ from pathlib import Path
 import sqlite_utils
 import structlog
 
-from edge_inspector.envelope import Inspection
+from edge_inspector.envelope import Action, Inspection
 from edge_inspector.outputs import schema
-from edge_inspector.outputs.mqtt.topics import decided_wall, result_payload
+from edge_inspector.outputs.mqtt.topics import PAYLOAD_VERSION, decided_wall, result_payload
 from edge_inspector.versions import Versions
 
 log = structlog.get_logger(__name__)
@@ -81,11 +82,12 @@ class Outbox:
     name = "outbox"
 
     def __init__(self, topic: str | Callable[[Inspection], str], versions: Callable[[], Versions],
-                 max_rows: int) -> None:
+                 max_rows: int, gate_topic: str | None = None) -> None:
         """``topic``: the result topic, or the topic of each part (a multi-camera station's, under
         the part's camera); ``versions``: what each result is stamped with (the stages in force,
-        read per part)."""
+        read per part); ``gate_topic``: where a late gate answer goes (None: nowhere)."""
         self.topic = topic
+        self.gate_topic = gate_topic
         self.versions = versions
         self.max_rows = max_rows
         self.written = 0
@@ -107,7 +109,23 @@ class Outbox:
         """Add the part's result message. Runs inside the store's transaction: no commit here."""
         decided = decided_wall(inspection)
         payload = result_payload(inspection, self.versions(), decided)
-        conn = db.conn
+        self._insert(db.conn, inspection.frame.part_id,
+                     self.topic if isinstance(self.topic, str) else self.topic(inspection), payload, decided)
+
+    def regate(self, db: sqlite_utils.Database, part_id: str, action: Action, gate: str) -> None:
+        """The part's result went out ``unconfirmed`` and the gate's answer came after it: a message
+        on the gate topic says what the gate did. Runs inside the store's correcting transaction.
+        (Consumers de-duplicate results on the part id, so the result itself is not sent again.)"""
+        if self.gate_topic is None:
+            return
+        now = time.time()
+        body = {"v": PAYLOAD_VERSION, "station": self.versions().station, "id": part_id,
+                "action": str(action), "gate": gate, "was": "unconfirmed", "time": round(now, 6)}
+        self._insert(db.conn, part_id, self.gate_topic,
+                     json.dumps(body, separators=(",", ":")).encode(), now)
+
+    def _insert(self, conn: sqlite3.Connection, part_id: str, topic: str, payload: bytes,
+                decided: float) -> None:
         with self._lock:
             if self._pending is None:
                 self._pending = count_pending(conn)
@@ -115,9 +133,7 @@ class Outbox:
         if over > 0:
             self._drop_oldest(conn, over)
         conn.execute(f"INSERT INTO {TABLE} (part_id, topic, payload, decided, created) "
-                     f"VALUES (?, ?, ?, ?, ?)",
-                     (inspection.frame.part_id, self.topic if isinstance(self.topic, str)
-                      else self.topic(inspection), payload, decided, time.time()))
+                     f"VALUES (?, ?, ?, ?, ?)", (part_id, topic, payload, decided, time.time()))
         with self._lock:
             self._pending += 1
             self.written += 1

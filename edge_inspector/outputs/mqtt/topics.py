@@ -44,6 +44,11 @@ class Topics:
         return f"{self.base}/result"
 
     @property
+    def gate(self) -> str:
+        """A late gate answer: the part's result went out ``unconfirmed``, this says what the gate did."""
+        return f"{self.base}/gate"
+
+    @property
     def state(self) -> str:
         return f"{self.base}/state"
 

@@ -121,6 +121,32 @@ def test_writes_never_wait_for_a_down_broker_and_the_drain_keeps_order(mosquitto
     assert lk.publisher.health()["state"] == "connected"
 
 
+
+def test_a_late_gate_answer_reaches_the_broker_after_the_result(mosquitto, subscriber, link):
+    """A part recorded with gate ``unconfirmed``, then the gate's late answer: the result and then
+    the gate message arrive, in that order (one outbox, one id order)."""
+    from dataclasses import replace
+
+    from edge_inspector.envelope import Action
+
+    broker = mosquitto()
+    sub = subscriber(broker)
+    lk, outputs = link(broker.port)
+    store = outputs.outputs[0]
+    ins = inspection(1)
+    ins = replace(ins, decision=replace(ins.decision, gate="unconfirmed"))
+    outputs.emit(ins)
+    store.regate(ins.frame.part_id, Action.REJECT, "failsafe_deadline")
+    lk.publisher.notify()
+    assert wait_until(lambda: sub.on("gate"), 20), sub.messages
+    (payload, retained), = sub.on("gate")
+    body = json.loads(payload)
+    assert not retained
+    assert (body["id"], body["action"], body["gate"], body["was"]) == (
+        ins.frame.part_id, "REJECT", "failsafe_deadline", "unconfirmed")
+    topics = [t.rsplit("/", 1)[-1] for t, _, _ in sub.messages if t.rsplit("/", 1)[-1] in ("result", "gate")]
+    assert topics == ["result", "gate"]
+
 def test_a_refused_connection_is_not_connected(mosquitto, tmp_path, link, monkeypatch):
     pwfile = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "station", "s3cret"], check=True,

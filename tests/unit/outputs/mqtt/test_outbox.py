@@ -168,3 +168,58 @@ def test_a_newer_outbox_schema_is_refused(tmp_path):
     s.close()
     with pytest.raises(StartupError, match="outbox schema is version 9"):
         Store(tmp_path / "i.db", writers=[Outbox("t", lambda: VERSIONS, 10)])
+
+
+def test_a_late_gate_answer_goes_out_on_the_gate_topic_with_the_rows_correction(tmp_path):
+    """The result went out ``unconfirmed``; when the gate's answer comes later, the row is corrected
+    and, in the same transaction, a message on the gate topic says what the gate did (consumers
+    de-duplicate results on the part id: the result itself is not sent again)."""
+    from dataclasses import replace
+
+    from edge_inspector.envelope import Action
+
+    outbox = Outbox("pre/s1/result", lambda: VERSIONS, max_rows=10, gate_topic="pre/s1/gate")
+    store = Store(tmp_path / "i.db", writers=[outbox])
+    ins = inspection(0.1)
+    ins = replace(ins, decision=replace(ins.decision, gate="unconfirmed"))
+    answered = inspection(0.1)
+    answered = replace(answered, decision=replace(answered.decision, gate="applied"))
+    store.emit(ins)
+    store.emit(answered)
+    store.regate(ins.frame.part_id, Action.REJECT, "failsafe_deadline")
+    store.regate(ins.frame.part_id, Action.PASS, "applied")  # already corrected: nothing more
+    store.regate(answered.frame.part_id, Action.REJECT, "failsafe_deadline")  # answered in time
+    store.regate("elsewhere", Action.REJECT, "failsafe_deadline")  # not this store's part
+    msgs = next_batch(store.db.conn, 0, 10)
+    assert [m.topic for m in msgs] == ["pre/s1/result", "pre/s1/result", "pre/s1/gate"]
+    body = json.loads(msgs[2].payload)
+    assert msgs[2].part_id == ins.frame.part_id
+    assert {k: body[k] for k in ("v", "station", "id", "action", "gate", "was")} == {
+        "v": 1, "station": "s1", "id": ins.frame.part_id, "action": "REJECT", "gate": "failsafe_deadline",
+        "was": "unconfirmed"}
+    assert outbox.pending == 3 and store.regated == 1
+    row = store.db.conn.execute(f"SELECT action, gate FROM {TABLE} WHERE part_id = ?",
+                                (ins.frame.part_id,)).fetchone()
+    assert row == ("REJECT", "failsafe_deadline")
+    store.close()
+
+
+def test_a_gate_message_that_cannot_be_written_leaves_the_row_unconfirmed(tmp_path):
+    """The correction and its message are one transaction: both or neither."""
+    from dataclasses import replace
+
+    from edge_inspector.envelope import Action
+
+    class Failing(Outbox):
+        def regate(self, db, part_id, action, gate):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    store = Store(tmp_path / "i.db", writers=[Failing("t", lambda: VERSIONS, 10, gate_topic="g")])
+    ins = inspection(0.1)
+    store.emit(replace(ins, decision=replace(ins.decision, gate="unconfirmed")))
+    with pytest.raises(sqlite3.OperationalError):
+        store.regate(ins.frame.part_id, Action.REJECT, "failsafe_deadline")
+    row = store.db.conn.execute(f"SELECT action, gate FROM {TABLE} WHERE part_id = ?",
+                                (ins.frame.part_id,)).fetchone()
+    assert row == ("PASS", "unconfirmed") and store.regated == 0
+    store.close()
