@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -266,41 +267,41 @@ class Store(Output):
             self._refuse(part_id)  # before the image is saved: it would replace the first one's
         image_path = self.images.save(inspection) if self.images else None
         row = row_for(inspection, self.versions(), image_path)
-        # IMMEDIATE: take the write lock first (waiting up to busy_timeout). A deferred transaction
-        # that reads and then writes fails at once in WAL mode when another connection (the MQTT
-        # publisher marking rows delivered, retention) committed in between.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             try:
                 self.db[TABLE].insert(row)
             except sqlite3.IntegrityError:
                 self._refuse(part_id)
             for writer in self.writers:
                 writer.write(self.db, inspection)
+        self.rows += 1
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (the connection autocommits otherwise): the row and what the
+        writers add are committed together or rolled back. IMMEDIATE takes the write lock first
+        (waiting up to busy_timeout): a deferred transaction that reads and then writes fails at once
+        in WAL mode when another connection (the MQTT publisher marking rows delivered, retention)
+        committed in between."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             conn.execute("COMMIT")  # inside: a COMMIT that fails (disk full) must not leave it open
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self.rows += 1
 
     def regate(self, part_id: str, action: Action, gate: str) -> None:
         """The gate's answer came after the row was written ``unconfirmed``: the row is corrected
         to what the gate did (its ``action`` and ``gate``); any other row is left as it is."""
-        conn = self.db.conn
-        # the correction and what the writers make of it (the MQTT outbox's message): together
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = conn.execute(f"UPDATE {TABLE} SET action = ?, gate = ? WHERE part_id = ? AND gate = 'unconfirmed'",
-                             (str(action), gate, part_id)).rowcount
+        with self._transaction():  # the correction and the writers' part of it (the outbox's message)
+            n = self.db.conn.execute(f"UPDATE {TABLE} SET action = ?, gate = ? WHERE part_id = ? "
+                                     "AND gate = 'unconfirmed'", (str(action), gate, part_id)).rowcount
             if n:
                 for writer in self.writers:
                     writer.regate(self.db, part_id, action, gate)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if n:
             self.regated += 1
             log.info("store_gate_corrected", part_id=part_id, action=str(action), gate=gate)
