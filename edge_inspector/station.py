@@ -1,7 +1,7 @@
 """The running station: a capture thread, a bounded queue, the inspection worker, the outputs, the
 services beside them (``daemon.py`` builds it from a config).
 
-    capture thread --(bounded queue)--> worker: Inspector.inspect -> Outputs.emit
+    capture thread --(bounded queue, part_queue.py)--> worker: Inspector.inspect -> Outputs.emit
     beside the loop (``lifecycle.Service``): PLC link, MQTT, retention, reload, control socket, systemd
 
 Start (:meth:`Station.run`): the source is opened, the services start in order (the PLC link first,
@@ -24,7 +24,6 @@ Shutdown (SIGTERM/SIGINT, ``max_parts`` reached, the source exhausted), in this 
 from __future__ import annotations
 
 import collections
-import queue
 import signal
 import threading
 import time
@@ -40,6 +39,7 @@ from edge_inspector.commands import Dispatcher, Request
 from edge_inspector.envelope import Frame, Inspection, Reason
 from edge_inspector.lifecycle import Listener, Services
 from edge_inspector.outputs import Outputs
+from edge_inspector.part_queue import PartQueue
 from edge_inspector.pipeline import inspect_batch
 from edge_inspector.policy.views import combine_views
 from edge_inspector.units import Counters, HookedPartFactory, Part, Unit
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_END = object()
 CAPTURE_JOIN_S = 5.0  # a capture thread that does not end by then is stuck in its source
 WORKER_JOIN_S = 300.0  # each part is bounded by its deadline; this only guards against a bug
 
@@ -76,10 +75,9 @@ class Station:
         self.services = Services()
         self.dispatcher: Dispatcher | None = None  # the command table (wiring): SIGHUP goes through it
         self.last_progress_mono = time.monotonic()  # the worker's last sign of life (watchdog)
-        self.queue: queue.Queue = queue.Queue(maxsize=self.cfg.pipeline.queue_size)
-        self.overflow: collections.deque[Part] = collections.deque()
         self.stop = threading.Event()
         self.counters = Counters()
+        self.queue = PartQueue(self.cfg.pipeline.queue_size, self.counters)
         self.last: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
         self._room = threading.Condition()  # a part was decided: a paced source may trigger
@@ -244,7 +242,7 @@ class Station:
             if len(self.units) > 1:  # the others go on: this camera's later triggers are NO-READs
                 self._drain_dropped(unit, error)
         finally:
-            self.queue.put(_END)
+            self.queue.end()
 
     @staticmethod
     def _offline_views(unit: Unit, trig: Trigger, error: str) -> tuple[Frame, ...]:
@@ -274,78 +272,13 @@ class Station:
         with self._lock:
             self.counters.triggers += 1
             unit.triggered += 1
-        self._enqueue(Part(unit, views))
-
-    def _enqueue(self, part: Part) -> None:
-        if part.unit.source.buffer_strategy is BufferStrategy.WAIT:
-            self.queue.put(part)  # the replay waits for room
-            return
-        passed = 0  # queued parts that may not be dropped (an end marker, a paced replay's part)
-        while True:
-            try:
-                self.queue.put_nowait(part)
-                return
-            except queue.Full:
-                try:
-                    oldest = self.queue.get_nowait()
-                except queue.Empty:
-                    continue
-                if oldest is _END or oldest.unit.source.buffer_strategy is BufferStrategy.WAIT:
-                    self.queue.put(oldest)  # to the back (a paced unit has one part queued at most)
-                    passed += 1
-                    if passed <= self.queue.maxsize:
-                        continue
-                    oldest, part = part, None  # nothing droppable waits: this part is the overflow
-                self._overflow(oldest)
-                if part is None:
-                    return
-
-    def _overflow(self, oldest: Part) -> None:
-        self.counters.overflow += 1
-        self.overflow.append(Part(oldest.unit, tuple(
-            replace(v, image=None, error="dropped: the inspection queue was full",
-                    error_reason=Reason.OVERFLOW) for v in oldest.views)))
-        log.warning("queue_overflow", part_id=oldest.part_id, camera=oldest.unit.name,
-                    dropped=self.counters.overflow)
+        self.queue.put(Part(unit, views))
 
     # --- worker thread ----------------------------------------------------------------------
 
     def _work(self) -> None:
-        """Takes the oldest part, and with it the oldest waiting part of each other unit: the parts
-        that wait together go to the judge in one call (one per unit, so a single camera's parts
-        are inspected one by one, as they come). Parts of a unit already in the batch that the scan
-        passes are held, in order, for the next batches (at most ``pipeline.queue_size`` of them)."""
-        ends, held = 0, collections.deque()
-        n_units = len(self.units)
-        while True:
-            while self.overflow:
-                self._handle([self.overflow.popleft()])
-            if not held and ends >= n_units:
-                return
-            item = held.popleft() if held else self.queue.get()
-            if item is _END:
-                ends += 1
-                continue
-            batch, seen = [item], {id(item.unit)}
-            for other in list(held):  # the oldest held part of each other unit
-                if len(batch) < n_units and id(other.unit) not in seen:
-                    held.remove(other)
-                    batch.append(other)
-                    seen.add(id(other.unit))
-            scanned = 0
-            while len(batch) < n_units and scanned < self.queue.maxsize:
-                try:
-                    more = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                scanned += 1
-                if more is _END:
-                    ends += 1
-                elif id(more.unit) in seen:
-                    held.append(more)
-                else:
-                    batch.append(more)
-                    seen.add(id(more.unit))
+        """The worker: each batch the queue gives (``PartQueue.batches``) is judged and emitted."""
+        for batch in self.queue.batches(len(self.units)):
             self._handle(batch)
 
     def _handle(self, batch: list[Part]) -> None:
@@ -485,16 +418,14 @@ class Station:
         for capture in captures:
             capture.join(max(0.0, deadline - time.monotonic()))
         while any(c.is_alive() for c in captures) and not worker.is_alive():  # unblock a waiting put
-            try:
-                self.queue.get(timeout=0.1)
-            except queue.Empty:
-                for c in captures:
-                    c.join(0.1)
+            self.queue.drain()  # the worker is gone: these parts cannot be decided
+            for c in captures:
+                c.join(0.1)
         for unit in self.units:
             if unit.thread is not None and unit.thread.is_alive():
                 log.error("capture_stuck", source=unit.source.name, detail="the capture thread did not "
                           "end: the source is left open, the parts already triggered are finished")
-                self.queue.put(_END)
+                self.queue.end()
         # 2. the worker drains
         worker.join(WORKER_JOIN_S)
         if worker.is_alive():

@@ -288,11 +288,11 @@ def test_a_live_cameras_overflow_never_drops_a_paced_replays_part():
         return Part(unit, (unit.parts.trigger(unit.name).frame(np.zeros((4, 4), np.uint8)),))
 
     first_replay, first_live = part(replay), part(live)
-    station._enqueue(first_replay)
-    station._enqueue(first_live)
-    station._enqueue(part(live))  # full: the live camera's oldest goes, the replay's stays
-    assert [p.part_id for p in station.overflow] == [first_live.part_id]
-    station._enqueue(part(live))
-    queued = [station.queue.get_nowait() for _ in range(station.queue.qsize())]
+    station.queue.put(first_replay)
+    station.queue.put(first_live)
+    station.queue.put(part(live))  # full: the live camera's oldest goes, the replay's stays
+    assert [p.part_id for p in station.queue.overflow] == [first_live.part_id]
+    station.queue.put(part(live))
+    queued = station.queue.drain()
     assert first_replay in queued and station.counters.overflow == 2
     shared.close()
