@@ -36,10 +36,6 @@ class PartQueue:
         self.overflow: collections.deque[Part] = collections.deque()  # dropped: NO-READs to emit
         self._counters = counters
 
-    @property
-    def maxsize(self) -> int:
-        return self._q.maxsize
-
     def qsize(self) -> int:
         return self._q.qsize()
 
@@ -94,7 +90,7 @@ class PartQueue:
         first, one by one; then the oldest part, with the oldest waiting part of each other unit (the
         parts that wait together go to the judge in one call, one per unit, so a single camera's
         parts are inspected one by one, as they come). Parts of a unit already in the batch that
-        the scan passes are held, in order, for the next batches (at most ``maxsize`` of them)."""
+        the scan passes are held, in order, for the next batches (at most the queue's size of them)."""
         ends, held = 0, collections.deque()
         while True:
             while self.overflow:

@@ -48,6 +48,7 @@ __all__ = ["TextureConfig", "TextureFinder", "TextureModel", "gray_of", "load_go
 
 log = structlog.get_logger(__name__)
 
+
 def _good_cells(grid_shape: tuple[int, int], scale: float, mask: np.ndarray | None,
                 cfg: TextureConfig) -> np.ndarray:
     """Which patches of the grid touch no masked (not-known-good) pixel."""

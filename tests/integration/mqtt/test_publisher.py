@@ -121,7 +121,6 @@ def test_writes_never_wait_for_a_down_broker_and_the_drain_keeps_order(mosquitto
     assert lk.publisher.health()["state"] == "connected"
 
 
-
 def test_a_late_gate_answer_reaches_the_broker_after_the_result(mosquitto, subscriber, link):
     """A part recorded with gate ``unconfirmed``, then the gate's late answer: the result and then
     the gate message arrive, in that order (one outbox, one id order)."""
@@ -146,6 +145,7 @@ def test_a_late_gate_answer_reaches_the_broker_after_the_result(mosquitto, subsc
         ins.frame.part_id, "REJECT", "failsafe_deadline", "unconfirmed")
     topics = [t.rsplit("/", 1)[-1] for t, _, _ in sub.messages if t.rsplit("/", 1)[-1] in ("result", "gate")]
     assert topics == ["result", "gate"]
+
 
 def test_a_refused_connection_is_not_connected(mosquitto, tmp_path, link, monkeypatch):
     pwfile = tmp_path / "passwd"
